@@ -1,0 +1,1 @@
+"""rtccheck: WebRTC connectivity checks that push real data and explain failures."""

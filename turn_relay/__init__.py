@@ -1,0 +1,1 @@
+"""turnkit TURN relay: RFC 8656 relay with time-limited (TURN REST) credentials."""
