@@ -1,0 +1,318 @@
+"""STUN message header, attribute framing, and the `parse` / `encode` pair.
+
+A STUN message (RFC 8489 section 5) is a 20-byte header (type, length, magic cookie,
+96-bit transaction ID) followed by TLV attributes padded to 4 bytes. `parse` accepts
+any padding bytes, keeps repeated attributes in order, keeps unknown attributes raw,
+checks FINGERPRINT when present, and raises nothing but `StunDecodeError`.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TypeVar, cast
+
+from . import integrity as _integrity
+from .attributes import (
+    MAGIC_COOKIE,
+    AnyAttribute,
+    Fingerprint,
+    MessageIntegrity,
+    MessageIntegritySha256,
+    UnknownAttribute,
+    decode_attribute,
+)
+from .errors import StunDecodeError
+
+HEADER_LENGTH = 20
+MAX_MESSAGE_LENGTH = 65535 + HEADER_LENGTH
+_COOKIE_BYTES = MAGIC_COOKIE.to_bytes(4, "big")
+_HEADER = struct.Struct("!HHI12s")
+_ATTR_HEADER = struct.Struct("!HH")
+
+
+class Method(enum.IntEnum):
+    BINDING = 0x001
+    ALLOCATE = 0x003
+    REFRESH = 0x004
+    SEND = 0x006
+    DATA = 0x007
+    CREATE_PERMISSION = 0x008
+    CHANNEL_BIND = 0x009
+    CONNECT = 0x00A
+    CONNECTION_BIND = 0x00B
+    CONNECTION_ATTEMPT = 0x00C
+
+
+class MessageClass(enum.IntEnum):
+    REQUEST = 0b00
+    INDICATION = 0b01
+    SUCCESS = 0b10
+    ERROR = 0b11
+
+
+def message_type(method: int, cls: int) -> int:
+    """Interleave the 12 method bits with the 2 class bits (RFC 8489 section 5)."""
+    return (
+        (method & 0x000F)
+        | ((method & 0x0070) << 1)
+        | ((method & 0x0F80) << 2)
+        | ((cls & 0b01) << 4)
+        | ((cls & 0b10) << 7)
+    )
+
+
+def split_message_type(msg_type: int) -> tuple[int, int]:
+    """The inverse of `message_type`: (method, class)."""
+    method = (msg_type & 0x000F) | ((msg_type & 0x00E0) >> 1) | ((msg_type & 0x3E00) >> 2)
+    cls = ((msg_type >> 4) & 0b01) | ((msg_type >> 7) & 0b10)
+    return method, cls
+
+
+def new_transaction_id() -> bytes:
+    return os.urandom(12)
+
+
+A = TypeVar("A")
+
+
+@dataclass(slots=True)
+class Message:
+    """A STUN message. ``raw`` and the integrity offsets are set by `parse`."""
+
+    method: int
+    cls: MessageClass
+    transaction_id: bytes = field(default_factory=new_transaction_id)
+    attributes: list[AnyAttribute] = field(default_factory=list)
+    raw: bytes | None = field(default=None, repr=False, compare=False)
+    integrity_offset: int | None = field(default=None, repr=False, compare=False)
+    integrity_sha256_offset: int | None = field(default=None, repr=False, compare=False)
+
+    def get(self, attr_class: type[A]) -> A | None:
+        """The first attribute of this class, or None."""
+        for attr in self.attributes:
+            if type(attr) is attr_class:
+                return cast(A, attr)
+        return None
+
+    def get_all(self, attr_class: type[A]) -> list[A]:
+        return [cast(A, a) for a in self.attributes if type(a) is attr_class]
+
+    def has(self, attr_class: type[object]) -> bool:
+        return any(type(a) is attr_class for a in self.attributes)
+
+    def unknown_comprehension_required(self) -> list[int]:
+        """Codes of attributes a receiver must understand but this codec does not know."""
+        return [
+            a.attr_type
+            for a in self.attributes
+            if isinstance(a, UnknownAttribute) and a.comprehension_required
+        ]
+
+    def add(self, *attrs: AnyAttribute) -> Message:
+        self.attributes.extend(attrs)
+        return self
+
+    def __iter__(self) -> Iterator[AnyAttribute]:
+        return iter(self.attributes)
+
+
+# ---------------------------------------------------------------- parse
+
+
+def is_stun(data: bytes) -> bool:
+    """Cheap test: plausible STUN header (first two bits zero, magic cookie, length)."""
+    return (
+        len(data) >= HEADER_LENGTH
+        and data[0] < 0x40
+        and data[4:8] == _COOKIE_BYTES
+        and int.from_bytes(data[2:4], "big") + HEADER_LENGTH == len(data)
+        and data[3] & 0x03 == 0
+    )
+
+
+def _check_header(data: bytes) -> tuple[int, int, bytes]:
+    if len(data) < HEADER_LENGTH:
+        raise StunDecodeError(f"{len(data)} bytes is shorter than a STUN header")
+    msg_type, length, cookie, transaction_id = _HEADER.unpack_from(data)
+    if msg_type & 0xC000:
+        raise StunDecodeError("first two bits of a STUN message must be zero")
+    if cookie != MAGIC_COOKIE:
+        raise StunDecodeError(f"magic cookie 0x{cookie:08x} is not 0x{MAGIC_COOKIE:08x}")
+    if length % 4:
+        raise StunDecodeError(f"message length {length} is not a multiple of 4")
+    if length + HEADER_LENGTH != len(data):
+        raise StunDecodeError(
+            f"header says {length} bytes of attributes, datagram has {len(data) - HEADER_LENGTH}"
+        )
+    return msg_type, length, transaction_id
+
+
+def _iter_raw_attributes(data: bytes) -> Iterator[tuple[int, int, bytes]]:
+    """Yield (offset, type, value) for each attribute; offset is of its header."""
+    offset = HEADER_LENGTH
+    end = len(data)
+    while offset < end:
+        if end - offset < 4:
+            raise StunDecodeError("truncated attribute header")
+        attr_type, attr_len = _ATTR_HEADER.unpack_from(data, offset)
+        value_end = offset + 4 + attr_len
+        if value_end > end:
+            raise StunDecodeError(f"attribute 0x{attr_type:04x} overruns the message")
+        yield offset, attr_type, data[offset + 4 : value_end]
+        offset = value_end + (-attr_len) % 4
+        if offset > end:
+            raise StunDecodeError(f"attribute 0x{attr_type:04x} padding overruns the message")
+
+
+def parse(data: bytes) -> Message:
+    """Decode a whole STUN message; raises only `StunDecodeError`."""
+    try:
+        return _parse(bytes(data))
+    except StunDecodeError:
+        raise
+    except Exception as exc:  # a bug must still surface as a decode error to callers
+        raise StunDecodeError(f"malformed message: {exc!r}") from exc
+
+
+def _parse(data: bytes) -> Message:
+    msg_type, _, transaction_id = _check_header(data)
+    method, cls = split_message_type(msg_type)
+    message = Message(method, MessageClass(cls), transaction_id, [], data)
+    seen_integrity = False
+    for offset, attr_type, value in _iter_raw_attributes(data):
+        if message.has(Fingerprint):
+            raise StunDecodeError("attribute after FINGERPRINT")
+        attr = decode_attribute(attr_type, value, transaction_id)
+        if seen_integrity and type(attr) not in (MessageIntegritySha256, Fingerprint):
+            continue  # RFC 8489 14.5: ignore what follows MESSAGE-INTEGRITY
+        if isinstance(attr, MessageIntegrity):
+            if seen_integrity:
+                continue
+            seen_integrity = True
+            message.integrity_offset = offset
+        elif isinstance(attr, MessageIntegritySha256):
+            if message.integrity_sha256_offset is not None:
+                continue
+            seen_integrity = True
+            message.integrity_sha256_offset = offset
+        elif isinstance(attr, Fingerprint):
+            _check_fingerprint(data, offset, attr.value)
+        message.attributes.append(attr)
+    return message
+
+
+def _check_fingerprint(data: bytes, offset: int, value: int) -> None:
+    if offset + 8 != len(data):
+        raise StunDecodeError("FINGERPRINT is not the last attribute")
+    if _integrity.fingerprint(data[:offset]) != value:
+        raise StunDecodeError("FINGERPRINT does not match")
+
+
+# ---------------------------------------------------------------- encode
+
+
+def encode_attribute(attr_type: int, value: bytes) -> bytes:
+    return _ATTR_HEADER.pack(attr_type, len(value)) + value + b"\x00" * ((-len(value)) % 4)
+
+
+def _encode_attributes(attributes: Iterable[AnyAttribute], transaction_id: bytes) -> bytes:
+    return b"".join(
+        encode_attribute(a.type, a.encode_value(transaction_id))
+        for a in attributes
+        if not isinstance(a, MessageIntegrity | MessageIntegritySha256 | Fingerprint)
+    )
+
+
+def _header(message: Message, body_length: int) -> bytes:
+    msg_type = message_type(message.method, message.cls)
+    return _HEADER.pack(msg_type, body_length, MAGIC_COOKIE, message.transaction_id)
+
+
+def encode(
+    message: Message,
+    *,
+    key: bytes | None = None,
+    integrity: str = "sha1",
+    fingerprint: bool = False,
+) -> bytes:
+    """Serialise ``message``; append MESSAGE-INTEGRITY(-SHA256) with ``key``, then FINGERPRINT.
+
+    ``integrity`` is ``"sha1"``, ``"sha256"`` or ``"both"`` (SHA1 first, RFC 8489 14.6).
+    MESSAGE-INTEGRITY, -SHA256 and FINGERPRINT present in ``message.attributes`` are not
+    copied: they are recomputed from ``key`` and ``fingerprint``.
+    """
+    if len(message.transaction_id) != 12:
+        raise ValueError("transaction ID must be 12 bytes")
+    body = _encode_attributes(message.attributes, message.transaction_id)
+    if key is not None:
+        if integrity not in ("sha1", "sha256", "both"):
+            raise ValueError(f"integrity must be sha1, sha256 or both, not {integrity!r}")
+        if integrity in ("sha1", "both"):
+            body += _integrity_attribute(message, body, key, sha256=False)
+        if integrity in ("sha256", "both"):
+            body += _integrity_attribute(message, body, key, sha256=True)
+    if fingerprint:
+        head = _header(message, len(body) + 8)
+        crc = _integrity.fingerprint(head + body)
+        body += encode_attribute(Fingerprint.TYPE, crc.to_bytes(4, "big"))
+    return _header(message, len(body)) + body
+
+
+def _integrity_attribute(message: Message, body: bytes, key: bytes, *, sha256: bool) -> bytes:
+    size = 32 if sha256 else 20
+    head = _header(message, len(body) + 4 + size)
+    if sha256:
+        mac = _integrity.hmac_sha256(key, head + body)
+        return encode_attribute(MessageIntegritySha256.TYPE, mac)
+    return encode_attribute(MessageIntegrity.TYPE, _integrity.hmac_sha1(key, head + body))
+
+
+# ---------------------------------------------------------------- verify
+
+
+def verify_integrity(message: Message, key: bytes) -> bool:
+    """Check MESSAGE-INTEGRITY-SHA256 if present, else MESSAGE-INTEGRITY; False if neither.
+
+    Only meaningful for messages returned by `parse` (it needs the raw bytes).
+    """
+    if message.raw is None:
+        raise ValueError("verify_integrity needs a parsed message")
+    if message.integrity_sha256_offset is not None:
+        return _verify_at(message.raw, message.integrity_sha256_offset, key, sha256=True)
+    if message.integrity_offset is not None:
+        return _verify_at(message.raw, message.integrity_offset, key, sha256=False)
+    return False
+
+
+def _verify_at(raw: bytes, offset: int, key: bytes, *, sha256: bool) -> bool:
+    mac_length = int.from_bytes(raw[offset + 2 : offset + 4], "big")
+    patched_length = offset + 4 + mac_length - HEADER_LENGTH
+    covered = raw[:2] + patched_length.to_bytes(2, "big") + raw[4:offset]
+    expected = raw[offset + 4 : offset + 4 + mac_length]
+    if sha256:
+        return _integrity.compare(_integrity.hmac_sha256(key, covered)[:mac_length], expected)
+    return _integrity.compare(_integrity.hmac_sha1(key, covered), expected)
+
+
+# ---------------------------------------------------------------- streams
+
+
+def stream_frame_length(buffer: bytes | bytearray | memoryview) -> int | None:
+    """Bytes the next frame on a TCP/TLS stream occupies, or None if more are needed.
+
+    A STUN message (first two bits 00) is 20 + length; ChannelData (01) is 4 + length
+    rounded up to 4 (RFC 8656 section 12.5). Raises `StunDecodeError` for anything else.
+    """
+    if len(buffer) < 4:
+        return None
+    first = buffer[0] >> 6
+    length = (buffer[2] << 8) | buffer[3]
+    if first == 0:
+        return HEADER_LENGTH + length
+    if first == 1:
+        return 4 + length + (-length) % 4
+    raise StunDecodeError(f"byte 0x{buffer[0]:02x} starts neither STUN nor ChannelData")
