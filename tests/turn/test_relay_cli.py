@@ -1,0 +1,193 @@
+"""turn-relay CLI: credentials from each secret source, serve placeholder, help text."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from turn_relay import cli
+from turn_relay.credentials import verify
+
+URL = "turn:turn.example.com:3478?transport=udp"
+
+
+def write_config(tmp_path: Path, extra: str = "") -> Path:
+    secrets = tmp_path / "rest-secrets"
+    secrets.write_text("current\nprevious\n")
+    config = tmp_path / "relay.toml"
+    config.write_text(
+        f"""
+[server]
+realm = "turn.example.com"
+public_host = "turn.example.com"
+
+[relay]
+addresses = ["192.0.2.5"]
+
+[auth]
+rest_secrets_file = "{secrets}"
+separator = "-"
+{extra}
+"""
+    )
+    return config
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(cli.main, list(args), env=env)
+    return result.exit_code, result.output
+
+
+def test_credentials_from_secret_file(tmp_path: Path) -> None:
+    secret_file = tmp_path / "secrets"
+    secret_file.write_text("# current first\ns3cret\nold\n")
+    code, output = run(
+        "credentials", "--user", "alice", "--ttl", "600", "--secret-file", str(secret_file),
+        "--url", URL, "--url", "turns:turn.example.com:5349?transport=tcp",
+    )  # fmt: skip
+    assert code == 0, output
+    server = json.loads(output)
+    assert set(server) == {"urls", "username", "credential", "ttl"}
+    assert server["urls"] == [URL, "turns:turn.example.com:5349?transport=tcp"]
+    assert server["ttl"] == 600
+    assert server["username"].endswith(":alice")
+    assert verify(["s3cret"], server["username"], server["credential"], time.time())
+
+
+def test_credentials_from_environment() -> None:
+    code, output = run(
+        "credentials", "--user", "bob", "--secret-env", "TURN_SECRETS", "--url", URL,
+        env={"TURN_SECRETS": "envsecret,older"},
+    )  # fmt: skip
+    assert code == 0, output
+    server = json.loads(output)
+    assert server["ttl"] == 3600
+    assert verify(["envsecret"], server["username"], server["credential"], time.time())
+
+
+def test_credentials_from_config_uses_its_urls_and_separator(tmp_path: Path) -> None:
+    code, output = run("credentials", "--user", "carol", "--config", str(write_config(tmp_path)))
+    assert code == 0, output
+    server = json.loads(output)
+    assert server["urls"] == [
+        "turn:turn.example.com:3478?transport=udp",
+        "turn:turn.example.com:3478?transport=tcp",
+    ]
+    assert server["username"].endswith("-carol")
+    assert verify(["current"], server["username"], server["credential"], time.time(), "-")
+
+
+def test_credentials_url_option_overrides_config(tmp_path: Path) -> None:
+    code, output = run(
+        "credentials", "--user", "carol", "--config", str(write_config(tmp_path)), "--url", URL
+    )
+    assert code == 0, output
+    assert json.loads(output)["urls"] == [URL]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--url", URL], "give exactly one of --secret-file, --secret-env, --config"),
+        (["--secret-env", "TURN_SECRETS"], "no URL: give --url"),
+        (["--secret-env", "MISSING", "--url", URL], "environment variable MISSING is not set"),
+        (["--secret-env", "TURN_SECRETS", "--url", URL, "--ttl", "0"], "--ttl"),
+    ],
+)
+def test_credentials_usage_errors(args: list[str], message: str) -> None:
+    code, output = run("credentials", "--user", "alice", *args, env={"TURN_SECRETS": "s"})
+    assert code != 0
+    assert message in output
+
+
+def test_credentials_two_sources_is_an_error(tmp_path: Path) -> None:
+    code, output = run(
+        "credentials", "--user", "a", "--url", URL, "--secret-env", "X",
+        "--config", str(write_config(tmp_path)),
+    )  # fmt: skip
+    assert code == 2
+    assert "exactly one of" in output
+
+
+def test_credentials_rejects_bad_user() -> None:
+    code, output = run(
+        "credentials", "--user", "al:ice", "--secret-env", "S", "--url", URL, env={"S": "x"}
+    )
+    assert code == 2
+    assert "--user" in output
+
+
+def test_credentials_config_without_rest_secret(tmp_path: Path) -> None:
+    config = tmp_path / "relay.toml"
+    config.write_text('[server]\nrealm = "r"\n[relay]\naddresses = ["192.0.2.5"]\n')
+    code, output = run("credentials", "--user", "a", "--config", str(config), "--url", URL)
+    assert code == 1
+    assert "names no REST secret" in output
+
+
+def test_serve_is_not_wired_yet(tmp_path: Path) -> None:
+    code, output = run("serve", "--config", str(write_config(tmp_path)))
+    assert code == 1
+    assert "not wired yet" in output
+
+
+def test_serve_check_validates_and_exits(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    code, output = run("serve", "--config", str(config), "--check")
+    assert code == 0, output
+    assert "OK" in output
+
+
+def test_serve_reads_config_from_environment(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    code, output = run("serve", "--check", env={"TURNKIT_RELAY_CONFIG": str(config)})
+    assert code == 0, output
+
+
+def test_serve_reports_config_errors(tmp_path: Path) -> None:
+    config = write_config(tmp_path, extra="nonce_lifetime = -1")
+    code, output = run("serve", "--config", str(config))
+    assert code == 1
+    assert "auth.nonce_lifetime: -1 must be greater than 0" in output
+
+
+def test_serve_reports_secret_errors(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    (tmp_path / "rest-secrets").unlink()
+    code, output = run("serve", "--config", str(config), "--check")
+    assert code == 1
+    assert "auth.rest_secrets_file" in output
+
+
+def test_serve_passes_overrides_to_the_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[int] = []
+    monkeypatch.setattr(
+        cli, "start_server", lambda config, secrets: started.append(config.server.workers)
+    )
+    code, output = run("serve", "--config", str(write_config(tmp_path)), "--workers", "4")
+    assert code == 0, output
+    assert started == [4]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], ["Examples:", "turn-relay credentials", "turn-relay serve"]),
+        (
+            ["credentials"],
+            ["RTCIceServer", "iceServers", "Example:", "--secret-file", "--secret-env"],
+        ),
+        (["serve"], ["Example:", "--config", "--check", "TURNKIT_RELAY_CONFIG", "--workers"]),
+    ],
+)
+def test_help_explains_itself(args: list[str], expected: list[str]) -> None:
+    code, output = run(*args, "--help")
+    assert code == 0
+    for text in expected:
+        assert text in output
