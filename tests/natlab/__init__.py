@@ -1,0 +1,1 @@
+"""NAT lab tier: real NATs in network namespaces (needs root; see README.md)."""
