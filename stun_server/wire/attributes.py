@@ -361,6 +361,8 @@ class UseCandidate(_FlagAttribute):
 
 
 def _encode_reason(code: int, reason: str) -> bytes:
+    if not 300 <= code <= 699:
+        raise ValueError(f"error code {code} outside 300-699")
     return struct.pack("!HBB", 0, code // 100, code % 100) + reason.encode("utf-8")
 
 
@@ -381,6 +383,9 @@ def _decode_reason(name: str, value: bytes) -> tuple[int, str]:
 
 @dataclass(frozen=True, slots=True)
 class ErrorCode(_Base):
+    """ERROR-CODE (RFC 8489 14.8). ``ErrorCode(438)`` gets the standard reason phrase;
+    a decoded attribute keeps the reason that was on the wire, even an empty one."""
+
     TYPE = 0x0009
     NAME = "ERROR-CODE"
     code: int
@@ -395,7 +400,11 @@ class ErrorCode(_Base):
 
     @classmethod
     def decode_value(cls, value: bytes, transaction_id: bytes) -> Self:
-        return cls(*_decode_reason(cls.NAME, value))
+        code, reason = _decode_reason(cls.NAME, value)
+        attr = cls(code, reason)
+        if not reason:  # keep what was on the wire: no default phrase when decoding
+            object.__setattr__(attr, "reason", "")
+        return attr
 
 
 @dataclass(frozen=True, slots=True)
@@ -529,7 +538,8 @@ class ResponsePort(_Base):
 
 @dataclass(frozen=True, slots=True)
 class Icmp(_Base):
-    """RFC 8656 section 18.13: 16 reserved bits, 9-bit type, 7-bit code, 32-bit error data."""
+    """RFC 8656 section 18.13 (Figure 11): 16 reserved bits, a 7-bit ICMP type, a 9-bit
+    ICMP code, then 32 bits of error data (the next-hop MTU for "packet too big")."""
 
     TYPE = 0x8004
     NAME = "ICMP"
@@ -538,14 +548,18 @@ class Icmp(_Base):
     error_data: int = 0
 
     def encode_value(self, transaction_id: bytes) -> bytes:
-        packed = ((self.icmp_type & 0x1FF) << 7) | (self.icmp_code & 0x7F)
+        if not 0 <= self.icmp_type <= 0x7F:
+            raise ValueError(f"ICMP type {self.icmp_type} does not fit in 7 bits")
+        if not 0 <= self.icmp_code <= 0x1FF:
+            raise ValueError(f"ICMP code {self.icmp_code} does not fit in 9 bits")
+        packed = (self.icmp_type << 9) | self.icmp_code
         return struct.pack("!HHI", 0, packed, self.error_data)
 
     @classmethod
     def decode_value(cls, value: bytes, transaction_id: bytes) -> Self:
         _expect_length(cls.NAME, value, 8)
         _, packed, data = struct.unpack("!HHI", value)
-        return cls(packed >> 7, packed & 0x7F, data)
+        return cls(packed >> 9, packed & 0x1FF, data)
 
 
 PASSWORD_ALGORITHM_MD5 = 0x0001

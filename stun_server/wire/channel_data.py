@@ -22,7 +22,7 @@ class DatagramKind(enum.Enum):
     OTHER = "other"
 
 
-def classify(data: bytes) -> DatagramKind:
+def classify(data: bytes | bytearray | memoryview) -> DatagramKind:
     """Demultiplex by first byte (RFC 7983 plus TURN channels, RFC 8656 section 12)."""
     if not data:
         return DatagramKind.OTHER
@@ -52,7 +52,7 @@ def encode_channel_data(channel: int, payload: bytes, *, pad: bool = False) -> b
     return head + payload + (b"\x00" * ((-len(payload)) % 4) if pad else b"")
 
 
-def parse_channel_data(data: bytes) -> tuple[int, bytes]:
+def parse_channel_data(data: bytes | bytearray | memoryview) -> tuple[int, bytes]:
     """(channel, payload); trailing padding is ignored. Raises `StunDecodeError`."""
     if len(data) < 4:
         raise StunDecodeError("ChannelData shorter than its 4-byte header")

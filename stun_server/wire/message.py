@@ -123,7 +123,7 @@ class Message:
 # ---------------------------------------------------------------- parse
 
 
-def is_stun(data: bytes) -> bool:
+def is_stun(data: bytes | bytearray | memoryview) -> bool:
     """Cheap test: plausible STUN header (first two bits zero, magic cookie, length)."""
     return (
         len(data) >= HEADER_LENGTH
@@ -168,7 +168,7 @@ def _iter_raw_attributes(data: bytes) -> Iterator[tuple[int, int, bytes]]:
             raise StunDecodeError(f"attribute 0x{attr_type:04x} padding overruns the message")
 
 
-def parse(data: bytes) -> Message:
+def parse(data: bytes | bytearray | memoryview) -> Message:
     """Decode a whole STUN message; raises only `StunDecodeError`."""
     try:
         return _parse(bytes(data))
@@ -182,25 +182,25 @@ def _parse(data: bytes) -> Message:
     msg_type, _, transaction_id = _check_header(data)
     method, cls = split_message_type(msg_type)
     message = Message(method, MessageClass(cls), transaction_id, [], data)
-    seen_integrity = False
+    seen_fingerprint = False  # a flag, not message.has(): that made parsing quadratic
     for offset, attr_type, value in _iter_raw_attributes(data):
-        if message.has(Fingerprint):
+        if seen_fingerprint:
             raise StunDecodeError("attribute after FINGERPRINT")
+        # RFC 8489 14.5/14.6: what follows MESSAGE-INTEGRITY is ignored (not even decoded)
+        # except MESSAGE-INTEGRITY-SHA256 and FINGERPRINT; after -SHA256 only FINGERPRINT.
+        if attr_type != Fingerprint.TYPE and (
+            message.integrity_sha256_offset is not None
+            or (message.integrity_offset is not None and attr_type != MessageIntegritySha256.TYPE)
+        ):
+            continue
         attr = decode_attribute(attr_type, value, transaction_id)
-        if seen_integrity and type(attr) not in (MessageIntegritySha256, Fingerprint):
-            continue  # RFC 8489 14.5: ignore what follows MESSAGE-INTEGRITY
         if isinstance(attr, MessageIntegrity):
-            if seen_integrity:
-                continue
-            seen_integrity = True
             message.integrity_offset = offset
         elif isinstance(attr, MessageIntegritySha256):
-            if message.integrity_sha256_offset is not None:
-                continue
-            seen_integrity = True
             message.integrity_sha256_offset = offset
         elif isinstance(attr, Fingerprint):
             _check_fingerprint(data, offset, attr.value)
+            seen_fingerprint = True
         message.attributes.append(attr)
     return message
 
@@ -216,6 +216,8 @@ def _check_fingerprint(data: bytes, offset: int, value: int) -> None:
 
 
 def encode_attribute(attr_type: int, value: bytes) -> bytes:
+    if len(value) > 0xFFFF:
+        raise ValueError(f"attribute 0x{attr_type:04x} value of {len(value)} bytes is too long")
     return _ATTR_HEADER.pack(attr_type, len(value)) + value + b"\x00" * ((-len(value)) % 4)
 
 
@@ -244,13 +246,28 @@ def encode(
     ``integrity`` is ``"sha1"``, ``"sha256"`` or ``"both"`` (SHA1 first, RFC 8489 14.6).
     MESSAGE-INTEGRITY, -SHA256 and FINGERPRINT present in ``message.attributes`` are not
     copied: they are recomputed from ``key`` and ``fingerprint``.
+
+    Raises ValueError for what cannot be put on the wire: a method outside 12 bits, a
+    transaction ID that is not 12 bytes, an attribute value out of range, or a message
+    (or attribute) longer than the 16-bit length field allows.
     """
     if len(message.transaction_id) != 12:
         raise ValueError("transaction ID must be 12 bytes")
-    body = _encode_attributes(message.attributes, message.transaction_id)
+    if not 0 <= message.method <= 0xFFF:
+        raise ValueError(f"method 0x{message.method:x} does not fit in 12 bits")
+    try:
+        body = _encode_attributes(message.attributes, message.transaction_id)
+    except (struct.error, OverflowError) as exc:  # e.g. a port or u32 out of range
+        raise ValueError(f"attribute value out of range: {exc}") from exc
+    if key is not None and integrity not in ("sha1", "sha256", "both"):
+        raise ValueError(f"integrity must be sha1, sha256 or both, not {integrity!r}")
+    # What is appended below: MESSAGE-INTEGRITY (24), -SHA256 (36), FINGERPRINT (8).
+    trailer = 8 if fingerprint else 0
     if key is not None:
-        if integrity not in ("sha1", "sha256", "both"):
-            raise ValueError(f"integrity must be sha1, sha256 or both, not {integrity!r}")
+        trailer += (24 if integrity != "sha256" else 0) + (36 if integrity != "sha1" else 0)
+    if len(body) + trailer > 0xFFFF:
+        raise ValueError(f"{len(body) + trailer} bytes of attributes: too long for STUN")
+    if key is not None:
         if integrity in ("sha1", "both"):
             body += _integrity_attribute(message, body, key, sha256=False)
         if integrity in ("sha256", "both"):
