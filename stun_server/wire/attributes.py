@@ -85,6 +85,14 @@ def _unpack_address(name: str, value: bytes) -> tuple[int, int, bytes]:
     return family, port, raw
 
 
+def _canonical_ip(ip: str) -> str:
+    """``2001:DB8::1`` and ``2001:db8::1`` compare equal once canonical; bad text stays as is."""
+    try:
+        return str(ipaddress.ip_address(ip))
+    except ValueError:
+        return ip
+
+
 def _ip_text(raw: bytes) -> str:
     return str(ipaddress.ip_address(raw))
 
@@ -93,6 +101,9 @@ def _ip_text(raw: bytes) -> str:
 class _AddressAttribute(_Base):
     ip: str
     port: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ip", _canonical_ip(self.ip))
 
     @property
     def address(self) -> tuple[str, int]:
@@ -120,6 +131,9 @@ def _xor_bytes(raw: bytes, mask: bytes) -> bytes:
 class _XorAddressAttribute(_Base):
     ip: str
     port: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ip", _canonical_ip(self.ip))
 
     @property
     def address(self) -> tuple[str, int]:

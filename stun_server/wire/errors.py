@@ -9,7 +9,7 @@ from __future__ import annotations
 REASON_PHRASES: dict[int, str] = {
     300: "Try Alternate",
     400: "Bad Request",
-    401: "Unauthorized",
+    401: "Unauthenticated",
     403: "Forbidden",
     405: "Mobility Forbidden",
     420: "Unknown Attribute",

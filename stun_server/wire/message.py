@@ -291,16 +291,24 @@ def _integrity_attribute(message: Message, body: bytes, key: bytes, *, sha256: b
 # ---------------------------------------------------------------- verify
 
 
-def verify_integrity(message: Message, key: bytes) -> bool:
+def verify_integrity(message: Message, key: bytes, *, require: str | None = None) -> bool:
     """Check MESSAGE-INTEGRITY-SHA256 if present, else MESSAGE-INTEGRITY; False if neither.
 
+    ``require="sha256"`` refuses a SHA1-only message (no downgrade once SHA-256 was agreed);
+    ``require="sha1"`` checks MESSAGE-INTEGRITY even when -SHA256 is present too.
     Only meaningful for messages returned by `parse` (it needs the raw bytes).
     """
     if message.raw is None:
         raise ValueError("verify_integrity needs a parsed message")
+    if require not in (None, "sha1", "sha256"):
+        raise ValueError(f"require must be None, 'sha1' or 'sha256', not {require!r}")
+    if require == "sha1":
+        if message.integrity_offset is None:
+            return False
+        return _verify_at(message.raw, message.integrity_offset, key, sha256=False)
     if message.integrity_sha256_offset is not None:
         return _verify_at(message.raw, message.integrity_sha256_offset, key, sha256=True)
-    if message.integrity_offset is not None:
+    if message.integrity_offset is not None and require is None:
         return _verify_at(message.raw, message.integrity_offset, key, sha256=False)
     return False
 
@@ -322,13 +330,18 @@ def stream_frame_length(buffer: bytes | bytearray | memoryview) -> int | None:
     """Bytes the next frame on a TCP/TLS stream occupies, or None if more are needed.
 
     A STUN message (first two bits 00) is 20 + length; ChannelData (01) is 4 + length
-    rounded up to 4 (RFC 8656 section 12.5). Raises `StunDecodeError` for anything else.
+    rounded up to 4 (RFC 8656 section 12.5). Raises `StunDecodeError` for anything else,
+    including a STUN header without the magic cookie, so garbage never stalls a reader.
     """
     if len(buffer) < 4:
         return None
     first = buffer[0] >> 6
     length = (buffer[2] << 8) | buffer[3]
     if first == 0:
+        if len(buffer) >= 8 and bytes(buffer[4:8]) != _COOKIE_BYTES:
+            raise StunDecodeError("stream frame has no STUN magic cookie")
+        if length % 4:
+            raise StunDecodeError(f"STUN length {length} is not a multiple of 4")
         return HEADER_LENGTH + length
     if first == 1:
         return 4 + length + (-length) % 4

@@ -63,7 +63,9 @@ def _check_stream(data: bytes) -> None:
         length = stream_frame_length(data)
     except StunDecodeError:
         assert len(data) >= 4
-        assert data[0] >= 0x80
+        stun_without_cookie = data[0] < 0x40 and len(data) >= 8 and data[4:8] != COOKIE
+        stun_bad_length = data[0] < 0x40 and int.from_bytes(data[2:4], "big") % 4 != 0
+        assert data[0] >= 0x80 or stun_without_cookie or stun_bad_length
         return
     if len(data) < 4:
         assert length is None
