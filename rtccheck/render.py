@@ -1,0 +1,156 @@
+"""Terminal output: progress while checks run, a table per check family, a one-line verdict.
+
+The only module that imports rich. Progress goes to stderr: a live spinner on a terminal,
+plain lines otherwise (and always with --json, whose document alone goes to stdout).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TextIO
+
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from rtccheck.results import CheckResult, Metric, Report, RequirementOutcome, Status
+from rtccheck.runner import ProgressSink
+
+STATUS_STYLE = {
+    Status.PASS: ("✔ pass", "green"),
+    Status.WARN: ("! warn", "yellow"),
+    Status.FAIL: ("✘ fail", "bold red"),
+    Status.SKIP: ("- skip", "dim"),
+}
+
+
+def tally(results: Sequence[CheckResult]) -> str:
+    counts = {status: sum(r.status is status for r in results) for status in Status}
+    return ", ".join(f"{n} {s.value}" for s, n in counts.items() if n) or "no results"
+
+
+class PlainProgress:
+    """One line per finished family, for logs and pipes."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def started(self, family: str) -> None:
+        return None
+
+    def finished(self, family: str, results: Sequence[CheckResult]) -> None:
+        print(f"rtccheck: {family}: {tally(results)}", file=self.stream, flush=True)
+
+
+class LiveProgress:
+    """A spinner per family on a terminal; it disappears when the report is drawn."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, TaskID] = {}
+
+    def started(self, family: str) -> None:
+        self.tasks[family] = self.progress.add_task(f"{family}: running", total=1)
+
+    def finished(self, family: str, results: Sequence[CheckResult]) -> None:
+        task = self.tasks.get(family)
+        if task is not None:
+            self.progress.update(task, completed=1, description=f"{family}: {tally(results)}")
+
+
+@contextmanager
+def progress_display(json_output: bool, stream: TextIO | None = None) -> Iterator[ProgressSink]:
+    """Live progress on a terminal, plain lines when not a terminal or with --json."""
+    target = stream if stream is not None else sys.stderr
+    if json_output or not target.isatty():
+        yield PlainProgress(target)
+        return
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=Console(file=target), transient=True) as progress:
+        yield LiveProgress(progress)
+
+
+def make_console(file: TextIO | None = None, width: int | None = None) -> Console:
+    return Console(file=file, width=width, highlight=False, soft_wrap=False)
+
+
+def render_report(report: Report, console: Console) -> None:
+    """Tables per family, causes and fixes under them, requirements, then the verdict."""
+    families = list(dict.fromkeys([*report.checks_run, *(r.family for r in report.results)]))
+    for family in families:
+        results = [r for r in report.results if r.family == family]
+        if results:
+            console.print(family_table(family, results))
+            _print_explanations(results, console)
+    if report.requirements:
+        console.print(requirements_table(report.requirements))
+    console.print(verdict_text(report))
+
+
+def family_table(family: str, results: Sequence[CheckResult]) -> Table:
+    table = Table(title=family, title_justify="left", title_style="bold", expand=False)
+    table.add_column("status", no_wrap=True)
+    table.add_column("check", no_wrap=True)
+    table.add_column("target", overflow="fold", ratio=2)
+    table.add_column("result", overflow="fold", ratio=4)
+    table.add_column("figures", overflow="fold", ratio=2)
+    for result in results:
+        label, style = STATUS_STYLE[result.status]
+        table.add_row(
+            Text(label, style=style),
+            result.check.removeprefix(f"{family}.") or result.check,
+            result.target,
+            result.summary,
+            "\n".join(format_metrics(result.metrics).split(" ")),
+        )
+    return table
+
+
+def format_metrics(metrics: dict[str, Metric]) -> str:
+    return " ".join(
+        f"{key}={_figure(value)}" for key, value in metrics.items() if value is not None
+    )
+
+
+def _figure(value: Metric) -> str:
+    if not isinstance(value, float):
+        return str(value)
+    if value.is_integer() or abs(value) >= 1000:
+        return f"{value:.0f}"
+    return f"{value:.3g}"
+
+
+def _print_explanations(results: Sequence[CheckResult], console: Console) -> None:
+    for result in results:
+        if result.status not in (Status.FAIL, Status.WARN) or not (result.cause or result.fix):
+            continue
+        _, style = STATUS_STYLE[result.status]
+        console.print(Text(f"{result.check} ({result.target})", style=style))
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True)
+        grid.add_column(overflow="fold")
+        for label, text in (("  cause:", result.cause), ("  fix:", result.fix)):
+            if text:
+                grid.add_row(Text(label, style="bold"), text)
+        console.print(grid)
+    console.print()
+
+
+def requirements_table(requirements: Sequence[RequirementOutcome]) -> Table:
+    table = Table(title="requirements", title_justify="left", title_style="bold")
+    table.add_column("required", no_wrap=True)
+    table.add_column("met", no_wrap=True)
+    table.add_column("shown by / failed by", overflow="fold")
+    for outcome in requirements:
+        met = Text("yes", style="green") if outcome.met else Text("no", style="bold red")
+        evidence = ", ".join(outcome.failed_by or outcome.shown_by) or "no check tested it"
+        table.add_row(outcome.name, met, evidence)
+    return table
+
+
+def verdict_text(report: Report) -> Text:
+    style = STATUS_STYLE[report.status][1] if report.exit_code == 0 else "bold red"
+    return Text(report.verdict, style=style)
