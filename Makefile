@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 setup:
 	@bash scripts/bootstrap.sh
 
-demo: setup
+demo:
 	@bash scripts/demo.sh
 
 lint: setup
@@ -25,7 +25,8 @@ typecheck: setup
 test: setup
 	@bash scripts/run-tests.sh $(PYTEST_ARGS)
 
-check: lint typecheck test
+check:
+	@bash scripts/check.sh $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python -m bench
