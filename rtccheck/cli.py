@@ -32,7 +32,12 @@ from rtccheck.checks import FAMILIES, CheckContext, CheckOptions, Family
 from rtccheck.credential_service import ServerClock
 from rtccheck.inputs import InputError, InputSpec, gather_inputs, target_info
 from rtccheck.junit import write_junit
-from rtccheck.option_values import parse_nameserver, parse_server_date, read_secret_file
+from rtccheck.option_values import (
+    check_ca_file,
+    parse_nameserver,
+    parse_server_date,
+    read_secret_file,
+)
 from rtccheck.render import make_console, progress_display, render_report
 from rtccheck.requirements import CAPABILITIES, parse_requirements
 from rtccheck.results import ExitCode, Report, build_report, report_to_json
@@ -160,6 +165,20 @@ _SHARED_OPTIONS: tuple[Callable[[Any], Any], ...] = (
         help="Ask this DNS server instead of the system's (repeatable).",
     ),
     click.option(
+        "--ca-file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        metavar="PEM",
+        help="Trust only the CAs in this PEM file for turns:/stuns: (default: the system store).",
+    ),
+    click.option(
+        "--packets",
+        type=click.IntRange(min=1, max=1000),
+        default=100,
+        show_default=True,
+        metavar="N",
+        help="Ping packets the data check sends on each path (plus a 0.3 s burst).",
+    ),
+    click.option(
         "--timeout",
         type=click.FloatRange(min=0, min_open=True),
         default=5.0,
@@ -191,6 +210,7 @@ def settings_from(params: dict[str, Any], runtime: Runtime) -> Settings:
         nameservers = tuple(parse_nameserver(text) for text in params["nameserver"])
         secret = _secret(params["secret"], params["secret_file"])
         clock = _server_clock(params["server_date"], runtime)
+        ca_file = _ca_file(params["ca_file"])
     except ValueError as error:  # includes UnknownRequirementError
         raise click.UsageError(str(error)) from None
     spec = InputSpec(
@@ -212,6 +232,8 @@ def settings_from(params: dict[str, Any], runtime: Runtime) -> Settings:
         credential=params["credential"],
         server_clock=clock,
         nameservers=nameservers,
+        ca_file=ca_file,
+        packets=params["packets"],
     )
     return Settings(
         spec, options, required, params["timeout"], params["json_output"], params["junit"]
@@ -222,6 +244,10 @@ def _secret(secret: str | None, secret_file: Path | None) -> str | None:
     if secret is not None and secret_file is not None:
         raise ValueError("give either --secret or --secret-file, not both")
     return read_secret_file(secret_file) if secret_file is not None else secret
+
+
+def _ca_file(path: Path | None) -> Path | None:
+    return None if path is None else check_ca_file(path)
 
 
 def _server_clock(text: str | None, runtime: Runtime) -> ServerClock | None:

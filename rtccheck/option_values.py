@@ -4,6 +4,7 @@ with a message fit to show the user."""
 from __future__ import annotations
 
 import ipaddress
+import ssl
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -69,3 +70,14 @@ def read_secret_file(path: Path) -> str:
     if not secret:
         raise ValueError(f"--secret-file {path} is empty")
     return secret
+
+
+def check_ca_file(path: Path) -> Path:
+    """``path`` if it holds at least one PEM certificate OpenSSL can load."""
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except FileNotFoundError:
+        raise ValueError(f"--ca-file {path}: no such file") from None
+    except (ssl.SSLError, OSError) as error:
+        raise ValueError(f"--ca-file {path}: not a PEM CA certificate file ({error})") from None
+    return path

@@ -16,7 +16,14 @@ from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElaps
 from rich.table import Table
 from rich.text import Text
 
-from rtccheck.results import CheckResult, Metric, Report, RequirementOutcome, Status
+from rtccheck.results import (
+    CheckResult,
+    JsonValue,
+    Metric,
+    Report,
+    RequirementOutcome,
+    Status,
+)
 from rtccheck.runner import ProgressSink
 
 STATUS_STYLE = {
@@ -84,6 +91,7 @@ def render_report(report: Report, console: Console) -> None:
         results = [r for r in report.results if r.family == family]
         if results:
             console.print(family_table(family, results))
+            _print_candidates(results, console)
             _print_explanations(results, console)
     if report.requirements:
         console.print(requirements_table(report.requirements))
@@ -121,6 +129,43 @@ def _figure(value: Metric) -> str:
     if value.is_integer() or abs(value) >= 1000:
         return f"{value:.0f}"
     return f"{value:.3g}"
+
+
+CANDIDATE_COLUMNS = ("type", "protocol", "address", "port", "priority", "related", "relay via")
+
+
+def candidates_table(result: CheckResult) -> Table | None:
+    """The candidates a gathering result lists, one row each, as Trickle ICE shows them."""
+    candidates = result.details.get("candidates")
+    if not isinstance(candidates, list) or not candidates:
+        return None
+    table = Table(title=f"{result.target}", title_justify="left", box=None, padding=(0, 1))
+    for column in CANDIDATE_COLUMNS:
+        table.add_column(column, no_wrap=True)
+    for candidate in candidates:
+        if isinstance(candidate, dict):
+            table.add_row(*_candidate_cells(candidate))
+    return table
+
+
+def _candidate_cells(candidate: dict[str, JsonValue]) -> tuple[str, ...]:
+    related = candidate.get("related_address")
+    return (
+        str(candidate.get("type")),
+        str(candidate.get("protocol")),
+        str(candidate.get("address")),
+        str(candidate.get("port")),
+        str(candidate.get("priority")),
+        f"{related}:{candidate.get('related_port')}" if related else "",
+        str(candidate.get("relay_protocol") or ""),
+    )
+
+
+def _print_candidates(results: Sequence[CheckResult], console: Console) -> None:
+    for result in results:
+        table = candidates_table(result)
+        if table is not None:
+            console.print(table)
 
 
 def _print_explanations(results: Sequence[CheckResult], console: Console) -> None:

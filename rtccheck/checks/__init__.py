@@ -8,19 +8,19 @@ list[CheckResult]``), then replace its ``pending(...)`` line below with ``Family
 
 from __future__ import annotations
 
-from rtccheck.checks import credentials, dns
-from rtccheck.checks.base import Check, CheckContext, CheckOptions, Family, Nameserver, pending
+from rtccheck.checks import credentials, data, dns, gather, nat, policy, stun, tls, turn
+from rtccheck.checks.base import Check, CheckContext, CheckOptions, Family, Nameserver
 
 FAMILIES: tuple[Family, ...] = (
     Family("credentials", credentials, needs_targets=False),
     Family("dns", dns),
-    pending("stun", "STUN binding: round-trip time and reflexive address per server, UDP and TCP"),
-    pending("turn", "TURN allocation per server and transport (UDP, TCP, TLS), errors explained"),
-    pending("tls", "TLS for turns: servers: host name match, chain, expiry, protocol version"),
-    pending("gather", "Candidate gathering: every host, srflx and relay candidate per server"),
-    pending("data", "Real data through each relay and the direct path: RTT, loss, throughput"),
-    pending("nat", "NAT behaviour (RFC 5780): mapping, filtering, hairpinning, verdict"),
-    pending("policy", "Peer-policy audit: which forbidden peer addresses the relay accepts"),
+    Family("stun", stun),
+    Family("turn", turn),
+    Family("tls", tls),
+    Family("gather", gather),
+    Family("data", data),
+    Family("nat", nat),
+    Family("policy", policy),
 )
 
 __all__ = ["FAMILIES", "Check", "CheckContext", "CheckOptions", "Family", "Nameserver", "by_name"]

@@ -12,6 +12,7 @@ import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from rtccheck.credential_service import ServerClock
@@ -44,6 +45,10 @@ class CheckOptions:
     server_clock: ServerClock | None = None
     #: DNS servers to ask; empty means the system's resolver configuration
     nameservers: tuple[Nameserver, ...] = ()
+    #: trust only the CAs in this PEM file for TLS (turns:, stuns:); None = system store
+    ca_file: Path | None = None
+    #: ping packets the data check sends on each path
+    packets: int = 100
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,333 @@
+"""Servers and certificates for the gather, data and tls tests: coturn's turnserver and our
+turn-relay/stun-server on loopback, on free ports, started as subprocesses and stopped by PID;
+throwaway TLS certificates made with ``cryptography``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+HOST = "127.0.0.1"
+SECRET = "S"
+REALM = "turnkit"
+VENV_BIN = Path(sys.executable).parent
+#: turn-relay's relay ports: below the ephemeral range that free_port() draws listen ports from
+RELAY_PORTS = "20000-29999"
+LENIENT_CONFIG = """
+[server]
+realm = "turnkit"
+
+[relay]
+addresses = ["127.0.0.1"]
+
+[quotas]
+max_allocations_per_user = 100
+
+[auth.unauthorized_limit]
+per_second = 100.0
+burst = 100
+"""
+BINDING_REQUEST = bytes.fromhex("000100002112a442") + os.urandom(12)
+
+
+def coturn_missing() -> bool:
+    return shutil.which("turnserver") is None
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on HOST."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind((HOST, 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind((HOST, port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port")
+
+
+# --- certificates ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CertFiles:
+    cert: Path
+    key: Path
+    #: the CA that signed ``cert`` (the certificate itself when self-signed)
+    ca: Path
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+def _write_cert(cert: x509.Certificate, path: Path) -> None:
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _san(names: tuple[str, ...]) -> x509.SubjectAlternativeName:
+    entries: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            entries.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            entries.append(x509.DNSName(name))
+    return x509.SubjectAlternativeName(entries)
+
+
+def _validity(
+    now: datetime.datetime, valid_days: float, expired: bool
+) -> tuple[datetime.datetime, datetime.datetime]:
+    if expired:
+        return now - datetime.timedelta(days=30), now - datetime.timedelta(days=1)
+    return now - datetime.timedelta(hours=1), now + datetime.timedelta(days=valid_days)
+
+
+def _make_ca(now: datetime.datetime, path: Path) -> tuple[ec.EllipticCurvePrivateKey, x509.Name]:
+    key, name = _key(), _name("rtccheck test CA")
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    _write_cert(cert, path)
+    return key, name
+
+
+def make_certs(
+    directory: Path,
+    *,
+    names: tuple[str, ...] = (HOST,),
+    self_signed: bool = False,
+    valid_days: float = 90,
+    expired: bool = False,
+) -> CertFiles:
+    """A leaf certificate for ``names`` signed by a fresh CA (or by itself)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    not_before, not_after = _validity(now, valid_days, expired)
+    leaf_key = _key()
+    ca_path = directory / "ca.pem"
+    if self_signed:
+        issuer_key, issuer = leaf_key, _name(names[0])
+    else:
+        issuer_key, issuer = _make_ca(now, ca_path)
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(_name(names[0]))
+        .issuer_name(issuer)
+        .public_key(leaf_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(_san(names), critical=False)
+        .sign(issuer_key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    _write_cert(leaf, cert_path)
+    _write_key(leaf_key, key_path)
+    if self_signed:
+        _write_cert(leaf, ca_path)
+    return CertFiles(cert_path, key_path, ca_path)
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Server:
+    process: subprocess.Popen[bytes]
+    port: int
+    tls_port: int | None
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def _udp_answers(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.1)
+        try:
+            sock.sendto(BINDING_REQUEST, (HOST, port))
+            sock.recvfrom(2048)
+        except OSError:
+            return False
+    return True
+
+
+def _tcp_accepts(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=0.1):
+            return True
+    except OSError:
+        return False
+
+
+def _wait_ready(server: Server, deadline_s: float = 10.0) -> None:
+    ports_ok = False
+    until = time.monotonic() + deadline_s
+    while time.monotonic() < until:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"server exited {server.process.returncode}:\n{server.log_text()}")
+        ports_ok = _udp_answers(server.port) and _tcp_accepts(server.port)
+        if ports_ok and (server.tls_port is None or _tcp_accepts(server.tls_port)):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"server not ready within {deadline_s} s:\n{server.log_text()}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """End a server this module started, by its PID."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+
+
+@contextmanager
+def _running(argv: list[str], workdir: Path, port: int, tls_port: int | None) -> Iterator[Server]:
+    log = workdir / "server.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, cwd=workdir)
+    server = Server(process, port, tls_port, log)
+    try:
+        _wait_ready(server)
+        yield server
+    finally:
+        stop(process)
+
+
+@contextmanager
+def coturn(
+    workdir: Path,
+    *,
+    certs: CertFiles | None = None,
+    allow_loopback_peers: bool = True,
+    secret: str = SECRET,
+) -> Iterator[Server]:
+    """coturn's turnserver on HOST with REST credentials (``--static-auth-secret``)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    argv = [
+        "turnserver", "-n", "--no-dtls", "--no-cli", "--log-file", "stdout", "--simple-log",
+        "-L", HOST, "-p", str(port), "--use-auth-secret", "--static-auth-secret", secret,
+        "--realm", REALM, "--pidfile", str(workdir / "turnserver.pid"),
+        "--userdb", str(workdir / "turndb"),
+    ]  # fmt: skip
+    if allow_loopback_peers:
+        argv.append("--allow-loopback-peers")
+    tls_port = None
+    if certs is None:
+        argv.append("--no-tls")
+    else:
+        tls_port = free_port()
+        argv += ["--tls-listening-port", str(tls_port), "--cert", str(certs.cert)]
+        argv += ["--pkey", str(certs.key)]
+    with _running(argv, workdir, port, tls_port) as server:
+        yield server
+
+
+def relay_serve_help() -> str:
+    done = subprocess.run(
+        [str(VENV_BIN / "turn-relay"), "serve", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return done.stdout
+
+
+@contextmanager
+def turn_relay(
+    workdir: Path,
+    *,
+    certs: CertFiles | None = None,
+    allowed_peers: tuple[str, ...] = ("127.0.0.0/8",),
+    secret: str = SECRET,
+    lenient: bool = False,
+) -> Iterator[Server]:
+    """Our turn-relay on HOST with a REST secret file and loopback peers allowed.
+
+    ``lenient`` raises the 401 rate limit and the per-user allocation quota (defaults: 10 each),
+    which a full rtccheck run from one address with one minted user goes beyond."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    secret_file = workdir / "secret"
+    secret_file.write_text(secret + "\n")
+    port = free_port()
+    argv = [
+        str(VENV_BIN / "turn-relay"), "serve", "--listen", HOST, "--port", str(port),
+        "--secret-file", str(secret_file), "--workers", "1", "--port-range", RELAY_PORTS,
+    ]  # fmt: skip
+    if lenient:
+        config = workdir / "relay.toml"
+        config.write_text(LENIENT_CONFIG)
+        argv += ["--config", str(config)]
+    for network in allowed_peers:
+        argv += ["--allowed-peer", network]
+    tls_port = None
+    if certs is not None:
+        tls_port = free_port()
+        argv += ["--tls-port", str(tls_port), "--tls-cert", str(certs.cert)]
+        argv += ["--tls-key", str(certs.key)]
+    with _running(argv, workdir, port, tls_port) as server:
+        yield server
+
+
+@contextmanager
+def stun_server(workdir: Path, *, certs: CertFiles | None = None) -> Iterator[Server]:
+    """Our stun-server on HOST (UDP and TCP, and TLS with ``certs``)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    argv = [str(VENV_BIN / "stun-server"), "--listen", f"{HOST}:{port}"]
+    tls_port = None
+    if certs is not None:
+        tls_port = free_port()
+        argv += ["--tls-cert", str(certs.cert), "--tls-key", str(certs.key)]
+        argv += ["--tls-port", str(tls_port)]
+    with _running(argv, workdir, port, tls_port) as server:
+        yield server
