@@ -1,4 +1,4 @@
-"""turn-relay CLI: credentials from each secret source, serve placeholder, help text."""
+"""turn-relay CLI: credentials from each secret source, serve start-up errors, help text."""
 
 from __future__ import annotations
 
@@ -129,10 +129,10 @@ def test_credentials_config_without_rest_secret(tmp_path: Path) -> None:
     assert "names no REST secret" in output
 
 
-def test_serve_is_not_wired_yet(tmp_path: Path) -> None:
+def test_serve_refuses_a_relay_address_it_cannot_bind(tmp_path: Path) -> None:
     code, output = run("serve", "--config", str(write_config(tmp_path)))
     assert code == 1
-    assert "not wired yet" in output
+    assert "relay address 192.0.2.5 cannot be bound" in output
 
 
 def test_serve_check_validates_and_exits(tmp_path: Path) -> None:

@@ -1,0 +1,169 @@
+"""Runs ``turn-relay serve`` as a process on loopback for the interop tests (coturn tools,
+aioice, aiortc), with a REST secret, UDP + TCP + TLS listeners and loopback peers allowed."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SECRET = "interop-secret"
+REALM = "interop.test"
+TURN_RELAY = str(Path(sys.executable).parent / "turn-relay")
+RELAY_PORTS = "25000-25999"  # below the ephemeral range: never taken by client sockets
+
+
+def free_port(pair: bool = False) -> int:
+    """A port free for UDP and TCP on 127.0.0.1 (and port + 1 too with ``pair``)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if all(_free(p) for p in ([port, port + 1] if pair else [port])):
+            return port
+    raise RuntimeError("no free port")
+
+
+def _free(port: int) -> bool:
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def write_self_signed(directory: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert, private = directory / "relay-cert.pem", directory / "relay-key.pem"
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert, private
+
+
+_BINDING_REQUEST = bytes.fromhex("000100002112a442") + b"interop-wait"
+
+
+def wait_until_answering(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.2)
+        while time.monotonic() < deadline:
+            sock.sendto(_BINDING_REQUEST, ("127.0.0.1", port))
+            with suppress(TimeoutError):
+                if sock.recv(2048)[:2] == b"\x01\x01":
+                    return
+    raise RuntimeError(f"turn-relay did not answer on UDP {port}")
+
+
+@dataclass(frozen=True)
+class Relay:
+    port: int  # UDP and TCP
+    tls_port: int
+    secret_file: Path
+    process: subprocess.Popen[bytes]
+
+    def credentials(self, user: str, ttl: int = 3600) -> dict[str, Any]:
+        """``turn-relay credentials`` JSON (the RTCIceServer shape) for this relay."""
+        import json
+
+        output = subprocess.run(
+            [
+                TURN_RELAY, "credentials", "--user", user, "--ttl", str(ttl),
+                "--secret-file", str(self.secret_file),
+                "--url", f"turn:127.0.0.1:{self.port}?transport=udp",
+                "--url", f"turn:127.0.0.1:{self.port}?transport=tcp",
+            ],
+            check=True, capture_output=True, timeout=30,
+        ).stdout  # fmt: skip
+        found: dict[str, Any] = json.loads(output)
+        return found
+
+
+@contextmanager
+def relay_process(directory: Path, *extra: str) -> Iterator[Relay]:
+    secret_file = directory / "rest-secrets"
+    secret_file.write_text(SECRET + "\n")
+    cert, key = write_self_signed(directory)
+    port, tls_port = free_port(), free_port()
+    log = (directory / "turn-relay.log").open("wb")
+    process = subprocess.Popen(
+        [
+            TURN_RELAY, "serve", "--realm", REALM, "--listen", "127.0.0.1",
+            "--port", str(port), "--tls-port", str(tls_port),
+            "--tls-cert", str(cert), "--tls-key", str(key),
+            "--secret-file", str(secret_file), "--allowed-peer", "127.0.0.0/8",
+            "--port-range", RELAY_PORTS, "--max-allocations-per-user", "0", *extra,
+        ],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_until_answering(port)
+        yield Relay(port, tls_port, secret_file, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@dataclass(frozen=True)
+class UclientResult:
+    sent: int
+    received: int
+    lost: int
+    output: str
+
+
+_TOTALS = re.compile(r"tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$", re.MULTILINE)
+_LOST = re.compile(r"Total lost packets (\d+)")
+
+
+def parse_uclient(output: str) -> UclientResult:
+    """The final totals of ``turnutils_uclient`` (it exits 0 even at 100% loss)."""
+    totals = _TOTALS.findall(output)
+    lost = _LOST.findall(output)
+    if not totals or not lost:
+        raise AssertionError(f"no totals in uclient output:\n{output[-2000:]}")
+    sent, received = totals[-1]
+    return UclientResult(int(sent), int(received), int(lost[-1]), output)

@@ -1,0 +1,70 @@
+"""Wiring a `TurnConfig` and its `Secrets` into a sans-I/O `RelayCore` (no sockets here)."""
+
+from __future__ import annotations
+
+import time
+from ipaddress import ip_address, ip_network
+
+from .auth import LongTermAuth, UnauthorizedRateLimiter
+from .authenticate import Authenticator
+from .config import Secrets, TurnConfig
+from .core import RelayCore
+from .nonce import NonceIssuer, new_key
+from .peer_policy import PeerPolicy
+from .settings import settings_from_config
+
+
+def long_term_auth(config: TurnConfig, secrets: Secrets) -> LongTermAuth:
+    return LongTermAuth(
+        realm=config.server.realm,
+        static_users=secrets.static_users,
+        rest_secrets=secrets.rest_secrets,
+        separator=config.auth.separator,
+        strict_expiry=config.auth.strict_expiry,
+    )
+
+
+def build_core(
+    config: TurnConfig,
+    secrets: Secrets,
+    *,
+    nonce_key: bytes | None = None,
+    legacy_channels: bool = False,
+    dont_fragment: bool = False,
+) -> RelayCore:
+    """The sans-I/O core for ``config``; ``now`` is ``time.monotonic()``."""
+    settings = settings_from_config(
+        config, dont_fragment=dont_fragment, legacy_channels=legacy_channels
+    )
+    limit = config.auth.unauthorized_limit
+    authenticator = Authenticator(
+        long_term_auth(config, secrets),
+        NonceIssuer(nonce_key or new_key(), lifetime=config.auth.nonce_lifetime),
+        UnauthorizedRateLimiter(limit.per_second, limit.burst, limit.max_sources),
+    )
+    return RelayCore(settings, authenticator, peer_policy(config), wall_offset=wall_offset())
+
+
+def peer_policy(config: TurnConfig) -> PeerPolicy:
+    """The peer policy, with the relay's own addresses allowed (relay ports only).
+
+    Adapter: `PeerPolicy` judges its own addresses before the allow list, so a relay bound to
+    127.0.0.1 would refuse every loopback peer that is not a relay port even with
+    ``allowed_peers = ["127.0.0.0/8"]``. An address the operator re-opened explicitly is
+    therefore not passed as "own": the allow list decides for it (every port).
+    """
+    allowed = [ip_network(n) for n in config.peer_policy.allowed_peers]
+    relay = config.relay
+    candidates = {*relay.addresses, *(relay.advertised(a) for a in relay.addresses)}
+    own = [a for a in sorted(candidates) if not any(ip_address(a) in n for n in allowed)]
+    return PeerPolicy(
+        allowed_peers=config.peer_policy.allowed_peers,
+        denied_peers=config.peer_policy.denied_peers,
+        own_addresses=own,
+        own_ports=(relay.port_min, relay.port_max),
+    )
+
+
+def wall_offset() -> float:
+    """Unix time minus the monotonic clock: what the core adds to ``now`` for REST expiry."""
+    return time.time() - time.monotonic()

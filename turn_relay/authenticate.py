@@ -1,0 +1,170 @@
+"""The long-term credential mechanism on the server side (RFC 8489 section 9.2.4).
+
+Glue between a parsed request and the pure pieces: `turn_relay.auth` (who may log in, candidate
+passwords, REST expiry), `turn_relay.nonce` (stateless nonces, 438) and the per-source 401 limit.
+Order of checks, as RFC 8489 9.2.4 lists them:
+
+1. no MESSAGE-INTEGRITY(-SHA256): 401 with REALM, NONCE (and PASSWORD-ALGORITHMS);
+2. USERNAME, REALM or NONCE missing: 400;
+3. the nonce cookie offers PASSWORD-ALGORITHMS: PASSWORD-ALGORITHM(S) must match what we sent
+   (400 otherwise; neither present means MD5, for RFC 5389 clients);
+4. unknown user, wrong realm, expired REST credential: 401;
+5. no candidate key verifies the integrity: 401;
+6. the nonce is not ours or too old: 438 with a fresh one (after the integrity check, so only a
+   client that knows the password learns the nonce went stale).
+
+Responses are signed like the request: MESSAGE-INTEGRITY-SHA256 if it had one, else SHA1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stun_server.wire import Message, long_term_key, verify_integrity
+from stun_server.wire import attributes as attrs
+from stun_server.wire.attributes import PASSWORD_ALGORITHM_MD5, PASSWORD_ALGORITHM_SHA256
+
+from .allocation import Allocation
+from .auth import AuthRejected, Credential, LongTermAuth, RejectReason, UnauthorizedRateLimiter
+from .nonce import InvalidNonce, NonceIssuer, SecurityFeature, StaleNonce, security_features
+
+OFFERED_ALGORITHMS: tuple[tuple[int, bytes], ...] = (
+    (PASSWORD_ALGORITHM_SHA256, b""),
+    (PASSWORD_ALGORITHM_MD5, b""),
+)
+_ALGORITHM_NAMES = {PASSWORD_ALGORITHM_MD5: "md5", PASSWORD_ALGORITHM_SHA256: "sha256"}
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    credential: Credential
+    key: bytes
+    integrity: str  # "sha1" or "sha256": how to sign the response
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    code: int  # 400, 401 or 438
+    attributes: tuple[attrs.AnyAttribute, ...]  # REALM, NONCE, PASSWORD-ALGORITHMS (401/438)
+    why: str  # for logs and metrics
+    send: bool = True  # False: the source hit the 401 rate limit; drop silently
+    expired_allocation: bool = False  # the allocation's own credential has expired
+
+
+class Authenticator:
+    def __init__(
+        self,
+        auth: LongTermAuth,
+        nonces: NonceIssuer,
+        limiter: UnauthorizedRateLimiter | None = None,
+    ) -> None:
+        self.auth = auth  # replaced as a whole on SIGHUP
+        self.nonces = nonces
+        self.limiter = limiter
+
+    def check(
+        self,
+        message: Message,
+        client_ip: str,
+        now: float,
+        wall_now: float,
+        allocation: Allocation | None = None,
+    ) -> Authenticated | Rejected:
+        """Authenticate ``message`` from ``client_ip``; ``allocation`` is the one it refers to."""
+        if message.integrity_offset is None and message.integrity_sha256_offset is None:
+            return self._challenge(401, "no-integrity", client_ip, now)
+        username, realm, nonce = (
+            message.get(attrs.Username),
+            message.get(attrs.Realm),
+            message.get(attrs.Nonce),
+        )
+        if username is None or realm is None or nonce is None:
+            return Rejected(400, (), "missing-username-realm-or-nonce")
+        algorithm = self._password_algorithm(message, nonce.value)
+        if algorithm is None:
+            return Rejected(400, (), "password-algorithm-mismatch")
+        try:
+            credential = self.auth.lookup(
+                username.value, realm.value, wall_now, live_allocation=allocation is not None
+            )
+        except AuthRejected as exc:
+            return self._refused(exc, message, allocation, client_ip, now)
+        key = _verified_key(message, credential, realm.value, algorithm)
+        if key is None:
+            return self._challenge(401, "bad-integrity", client_ip, now)
+        try:
+            self.nonces.check(nonce.value, now, client_ip)
+        except (StaleNonce, InvalidNonce) as exc:
+            why = "stale-nonce" if isinstance(exc, StaleNonce) else "invalid-nonce"
+            return self._challenge(438, why, client_ip, now)
+        integrity = "sha256" if message.integrity_sha256_offset is not None else "sha1"
+        return Authenticated(credential, key, integrity)
+
+    def challenge_attributes(self, client_ip: str, now: float) -> tuple[attrs.AnyAttribute, ...]:
+        """REALM, a fresh NONCE and, if the nonce cookie offers them, PASSWORD-ALGORITHMS."""
+        found: tuple[attrs.AnyAttribute, ...] = (
+            attrs.Realm(self.auth.realm),
+            attrs.Nonce(self.nonces.make(now, client_ip)),
+        )
+        features = self.nonces.features
+        if features is not None and features & SecurityFeature.PASSWORD_ALGORITHMS:
+            found += (attrs.PasswordAlgorithms(OFFERED_ALGORITHMS),)
+        return found
+
+    def _challenge(self, code: int, why: str, client_ip: str, now: float) -> Rejected:
+        if self.limiter is not None and not self.limiter.allow(client_ip, now):
+            return Rejected(code, (), why, send=False)
+        return Rejected(code, self.challenge_attributes(client_ip, now), why)
+
+    def _refused(
+        self,
+        exc: AuthRejected,
+        message: Message,
+        allocation: Allocation | None,
+        client_ip: str,
+        now: float,
+    ) -> Rejected:
+        """401 for a refused username; flags the allocation when its own credential expired.
+
+        The flag is only set when the request proves knowledge of the allocation's key, so a
+        spoofed Refresh cannot tear down someone else's allocation.
+        """
+        rejected = self._challenge(401, exc.why.value, client_ip, now)
+        if (
+            exc.why is RejectReason.EXPIRED
+            and allocation is not None
+            and message.get(attrs.Username) == attrs.Username(allocation.credentials.username)
+            and verify_integrity(message, allocation.credentials.key)
+        ):
+            return Rejected(
+                401, rejected.attributes, rejected.why, rejected.send, expired_allocation=True
+            )
+        return rejected
+
+    def _password_algorithm(self, message: Message, nonce: str) -> str | None:
+        """The key derivation to use, or None when PASSWORD-ALGORITHM(S) are inconsistent."""
+        features = security_features(nonce)
+        chosen = message.get(attrs.PasswordAlgorithm)
+        offered = message.get(attrs.PasswordAlgorithms)
+        if features is None or not features & SecurityFeature.PASSWORD_ALGORITHMS:
+            return "md5"
+        if chosen is None and offered is None:
+            return "md5"
+        if chosen is None or offered is None or offered.algorithms != OFFERED_ALGORITHMS:
+            return None
+        if (chosen.algorithm, chosen.params) not in OFFERED_ALGORITHMS:
+            return None
+        return _ALGORITHM_NAMES[chosen.algorithm]
+
+
+def _verified_key(
+    message: Message, credential: Credential, realm: str, algorithm: str
+) -> bytes | None:
+    for password in credential.passwords:
+        try:
+            key = long_term_key(credential.username, realm, password, algorithm=algorithm)
+        except ValueError:  # OpaqueString refuses the realm or password
+            return None
+        if verify_integrity(message, key):
+            return key
+    return None

@@ -1,0 +1,436 @@
+"""The sans-I/O TURN relay (RFC 8656): bytes and time in, actions out.
+
+Events (``now`` is the shell's monotonic clock in seconds; REST expiries are checked against
+``now + wall_offset``, which the shell keeps equal to Unix time):
+
+- ``receive(data, five_tuple, now)``: a datagram or stream frame from a client;
+- ``receive_from_peer(data, relay, peer, now)``: a datagram that reached a relay socket;
+- ``handle_timer(now)`` when ``get_timer()`` comes due: expiry of allocations, permissions,
+  channels, port reservations;
+- ``connection_closed(five_tuple, now)``: a TCP/TLS client went away (its allocation goes too);
+- ``relay_failed(relay, now)``: the shell could not bind an ``OpenRelay`` address.
+
+Each returns a list of `turn_relay.actions` to run in order. The data path (ChannelData, Send
+indications, peer datagrams) never builds a `Message`; control requests go through the codec.
+
+Credential expiry: an expired REST credential is refused at Allocate and at every later request
+on the allocation; when a Refresh (or any request) proves it holds the allocation's key but its
+credential has expired, the allocation is deleted. coturn only checks expiry at Allocate and
+lets allocations outlive their credentials indefinitely through refreshes; here an allocation
+outlives its credential by at most one refresh interval (its remaining lifetime, <= max).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+
+from stun_server.wire import Message, MessageClass, Method, StunDecodeError, parse
+from stun_server.wire import attributes as attrs
+
+from .actions import (
+    Action,
+    CloseClient,
+    CloseRelay,
+    OpenRelay,
+    RouteDown,
+    RouteUp,
+    ToClient,
+    ToPeer,
+)
+from .allocate import AllocateHandler
+from .allocation import Address, Allocation, FiveTuple, family_of
+from .authenticate import Authenticated, Authenticator, Rejected
+from .fastpath import (
+    DataIndicationEncoder,
+    channel_data,
+    parse_channel_data,
+    parse_send_indication,
+)
+from .metrics import CoreStats
+from .peer_policy import PeerPolicy
+from .peers import PeerHandler
+from .ports import RelayPorts
+from .responses import RequestError, Signing, error, finish, success
+from .settings import CoreSettings
+from .table import (
+    AllocationAdded,
+    AllocationRemoved,
+    Change,
+    RelayRemoved,
+    RelayReserved,
+    RouteChange,
+    Table,
+)
+
+logger = logging.getLogger(__name__)
+
+_SEND_INDICATION = b"\x00\x16"
+_MAX_BIND_RETRIES = 8
+_DONT_FRAGMENT = attrs.DontFragment.TYPE
+
+Handler = Callable[
+    [Message, FiveTuple, Authenticated, Allocation | None, float], tuple[Message, list[Change]]
+]
+
+
+class RelayCore:
+    def __init__(
+        self,
+        settings: CoreSettings,
+        authenticator: Authenticator,
+        policy: PeerPolicy,
+        *,
+        wall_offset: float = 0.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.authenticator = authenticator
+        self.wall_offset = wall_offset  # Unix time minus ``now``
+        families = {r.family: (settings.port_min, settings.port_max) for r in settings.relays}
+        self.table = Table(
+            RelayPorts(families, rng),
+            max_per_user=settings.max_allocations_per_user,
+            max_total=settings.max_allocations,
+        )
+        self.stats = CoreStats()
+        self._allocations = AllocateHandler(settings, self.table)
+        self._peers = PeerHandler(settings, self.table, policy)
+        self._data_indications = DataIndicationEncoder()
+        self._max_channel_byte = settings.max_channel >> 8
+        self._last_allocate: tuple[bytes, FiveTuple] | None = None
+        self._bind_retries = 0
+        self._handlers: dict[int, Handler] = {
+            Method.ALLOCATE: self._on_allocate,
+            Method.REFRESH: self._on_refresh,
+            Method.CREATE_PERMISSION: self._on_create_permission,
+            Method.CHANNEL_BIND: self._on_channel_bind,
+        }
+
+    @property
+    def policy(self) -> PeerPolicy:
+        return self._peers.policy
+
+    @policy.setter
+    def policy(self, policy: PeerPolicy) -> None:
+        self._peers.policy = policy
+
+    # ================================================================ events
+
+    def receive(self, data: bytes, five_tuple: FiveTuple, now: float) -> list[Action]:
+        """A datagram (UDP) or one frame (TCP/TLS) from the client on ``five_tuple``."""
+        if not data:
+            return self._drop("empty")
+        first = data[0]
+        if 0x40 <= first <= self._max_channel_byte:
+            return self._channel_data(data, five_tuple, now)
+        if first >= 0x40:
+            return self._drop("not-stun-or-channel-data")
+        if data[:2] == _SEND_INDICATION:
+            return self._send_indication(data, five_tuple, now)
+        return self._control(data, five_tuple, now)
+
+    def receive_from_peer(
+        self, data: bytes, relay: Address, peer: Address, now: float
+    ) -> list[Action]:
+        """A datagram from ``peer`` to the relay socket bound to ``relay``."""
+        allocation = self.table.by_relay.get(relay)
+        if allocation is None:
+            return self._drop("no-allocation-for-relay")
+        five_tuple = allocation.five_tuple
+        binding = self.table.routes_in.get((relay, peer))
+        if binding is None and not allocation.has_permission(peer[0], now):
+            return self._drop("no-permission")  # before the cap: strangers spend no budget
+        if allocation.bucket is not None and not allocation.bucket.take(len(data), now):
+            return self._drop("bandwidth-cap")
+        if binding is not None:
+            frame = channel_data(binding.header, data, pad=five_tuple.transport.is_stream)
+        else:
+            frame = self._data_indications.encode(peer, data)
+        if frame is None:
+            return self._drop("too-big")
+        self.stats.packets_to_client += 1
+        self.stats.bytes_to_client += len(data)
+        return [ToClient(five_tuple, frame)]
+
+    def get_timer(self) -> float | None:
+        """When ``handle_timer`` should next run, or None when nothing is scheduled."""
+        return self.table.next_deadline()
+
+    def handle_timer(self, now: float) -> list[Action]:
+        return self._apply(self.table.expire(now))
+
+    def connection_closed(self, five_tuple: FiveTuple, now: float) -> list[Action]:
+        allocation = self.table.by_five_tuple.get(five_tuple)
+        if allocation is None:
+            return []
+        return self._apply(self.table.remove(allocation, "connection-closed"))
+
+    def relay_failed(self, relay: Address, now: float) -> list[Action]:
+        """The shell could not bind ``relay``: quarantine the port and redo the Allocate.
+
+        Returns actions that replace whatever followed the failed ``OpenRelay``.
+        """
+        allocation = self.table.by_relay.get(relay)
+        reservation = None if allocation else self.table.ports.find(relay)
+        pending = self._last_allocate
+        if reservation is not None and pending is not None:
+            self.table.ports.cancel(reservation)  # port N+1 is busy: find another pair
+            allocation = self.table.by_five_tuple.get(pending[1])
+        if allocation is None:
+            return []
+        actions = self._apply(self.table.remove(allocation, "bind-failed"))
+        family, port = family_of(relay[0]), relay[1]
+        if reservation is not None or self.table.ports.pools[family].take_specific(port):
+            self.table.quarantine(family, port, now + self.settings.quarantine)
+        if pending is None or pending[1] != allocation.five_tuple:
+            return actions
+        if self._bind_retries >= _MAX_BIND_RETRIES:
+            return actions
+        self._bind_retries += 1
+        return actions + self.receive(pending[0], pending[1], now)
+
+    # ================================================================ data path
+
+    def _channel_data(self, data: bytes, five_tuple: FiveTuple, now: float) -> list[Action]:
+        parsed = parse_channel_data(data, self.settings.max_channel)
+        if parsed is None:
+            return self._drop("bad-channel-data")
+        binding = self.table.routes_out.get((five_tuple, parsed[0]))
+        if binding is None:
+            return self._drop("unbound-channel")
+        if self.settings.max_bandwidth and not self._within_cap(five_tuple, parsed[1], now):
+            return self._drop("bandwidth-cap")
+        self.stats.packets_to_peer += 1
+        self.stats.bytes_to_peer += len(parsed[1])
+        return [ToPeer(binding.relay, binding.peer, parsed[1])]
+
+    def _send_indication(self, data: bytes, five_tuple: FiveTuple, now: float) -> list[Action]:
+        indication = parse_send_indication(data)
+        if indication is None:
+            return self._drop("bad-send-indication")
+        allocation = self.table.by_five_tuple.get(five_tuple)
+        if allocation is None:
+            return self._drop("no-allocation")
+        peer = indication.peer
+        relay = allocation.relay_for(peer[0])
+        if relay is None or not allocation.has_permission(peer[0], now):
+            return self._drop("no-permission")
+        if indication.dont_fragment and not self.settings.dont_fragment:
+            return self._drop("dont-fragment-unsupported")
+        if allocation.bucket is not None and not allocation.bucket.take(
+            len(indication.payload), now
+        ):
+            return self._drop("bandwidth-cap")
+        self.stats.packets_to_peer += 1
+        self.stats.bytes_to_peer += len(indication.payload)
+        return [ToPeer(relay, peer, indication.payload, indication.dont_fragment)]
+
+    def _within_cap(self, five_tuple: FiveTuple, payload: bytes, now: float) -> bool:
+        allocation = self.table.by_five_tuple.get(five_tuple)
+        bucket = None if allocation is None else allocation.bucket
+        return bucket is None or bucket.take(len(payload), now)
+
+    def _drop(self, reason: str) -> list[Action]:
+        self.stats.dropped[reason] += 1
+        return []
+
+    # ================================================================ control path
+
+    def _control(self, data: bytes, five_tuple: FiveTuple, now: float) -> list[Action]:
+        try:
+            request = parse(data)
+        except StunDecodeError:
+            return self._drop("malformed-stun")
+        if request.cls is not MessageClass.REQUEST:
+            return self._drop("not-a-request")
+        allocation = self.table.by_five_tuple.get(five_tuple)
+        if allocation is not None and request.transaction_id == allocation.last_transaction:
+            return [ToClient(five_tuple, allocation.last_response)]
+        self.stats.requests[_method_name(request.method)] += 1
+        if request.method == Method.BINDING:
+            return [ToClient(five_tuple, self._binding(request, five_tuple))]
+        handler = self._handlers.get(request.method)
+        if handler is None:
+            return self._answer(request, five_tuple, error(request, 400), Signing())
+        if request.method == Method.ALLOCATE:
+            self._note_allocate(data, five_tuple)
+            allocation = None
+        outcome = self.authenticator.check(
+            request, five_tuple.client[0], now, now + self.wall_offset, allocation
+        )
+        if isinstance(outcome, Rejected):
+            return self._rejected(request, five_tuple, outcome, allocation)
+        return self._authenticated(request, five_tuple, outcome, handler, now)
+
+    def _authenticated(
+        self,
+        request: Message,
+        five_tuple: FiveTuple,
+        auth: Authenticated,
+        handler: Handler,
+        now: float,
+    ) -> list[Action]:
+        lifecycle = request.method in (Method.ALLOCATE, Method.REFRESH)
+        signing = Signing(
+            auth.key,
+            auth.integrity,
+            fingerprint=request.has(attrs.Fingerprint),
+            software=self.settings.software if lifecycle else None,
+        )
+        allocation = self.table.by_five_tuple.get(five_tuple)
+        try:
+            self._check_unknown(request)
+            response, changes = handler(request, five_tuple, auth, allocation, now)
+        except RequestError as exc:
+            logger.debug("%s from %s: %s", _method_name(request.method), five_tuple.client, exc)
+            if exc.code == 441:
+                self.stats.auth_failures[441] += 1
+            response, changes = error(request, exc.code, *exc.extra), []
+        actions = self._apply(changes)
+        actions.extend(self._answer(request, five_tuple, response, signing))
+        return actions
+
+    def _answer(
+        self, request: Message, five_tuple: FiveTuple, response: Message, signing: Signing
+    ) -> list[Action]:
+        if response.cls is MessageClass.ERROR:
+            code = response.get(attrs.ErrorCode)
+            self.stats.error_responses[code.code if code else 0] += 1
+        data = finish(response, signing)
+        allocation = self.table.by_five_tuple.get(five_tuple)
+        if allocation is not None and signing.key is not None:
+            allocation.last_transaction = request.transaction_id
+            allocation.last_response = data
+        return [ToClient(five_tuple, data)]
+
+    def _rejected(
+        self,
+        request: Message,
+        five_tuple: FiveTuple,
+        rejected: Rejected,
+        allocation: Allocation | None,
+    ) -> list[Action]:
+        self.stats.auth_failures[rejected.code] += 1
+        actions: list[Action] = []
+        if rejected.expired_allocation and allocation is not None:
+            actions = self._apply(self.table.remove(allocation, "credential-expired"))
+        if not rejected.send:
+            self.stats.rate_limited += 1
+            if five_tuple.transport.is_stream:
+                actions.append(CloseClient(five_tuple))
+            return actions
+        response = error(request, rejected.code, *rejected.attributes)
+        signing = Signing(
+            fingerprint=request.has(attrs.Fingerprint), software=self.settings.software
+        )
+        return actions + self._answer(request, five_tuple, response, signing)
+
+    def _check_unknown(self, request: Message) -> None:
+        """420 for comprehension-required attributes we do not understand (after auth)."""
+        unknown = request.unknown_comprehension_required()
+        if (
+            request.method == Method.ALLOCATE
+            and request.has(attrs.DontFragment)
+            and not self.settings.dont_fragment
+        ):
+            unknown.append(_DONT_FRAGMENT)  # RFC 8656 7.2 step 4
+        if unknown:
+            raise RequestError(420, "unknown attributes", attrs.UnknownAttributes(tuple(unknown)))
+
+    def _note_allocate(self, data: bytes, five_tuple: FiveTuple) -> None:
+        pending = self._last_allocate
+        if pending is None or pending[0] is not data:
+            self._bind_retries = 0
+        self._last_allocate = (data, five_tuple)
+
+    def _binding(self, request: Message, five_tuple: FiveTuple) -> bytes:
+        signing = Signing(fingerprint=request.has(attrs.Fingerprint))
+        unknown = request.unknown_comprehension_required()
+        if unknown:
+            response = error(request, 420, attrs.UnknownAttributes(tuple(unknown)))
+        else:
+            response = success(request, attrs.XorMappedAddress(*five_tuple.client))
+        return finish(response, signing)
+
+    # ================================================================ method handlers
+
+    def _on_allocate(
+        self,
+        request: Message,
+        five_tuple: FiveTuple,
+        auth: Authenticated,
+        allocation: Allocation | None,
+        now: float,
+    ) -> tuple[Message, list[Change]]:
+        if allocation is not None:
+            raise RequestError(437, "5-tuple already has an allocation")
+        return self._allocations.allocate(request, five_tuple, auth, now)
+
+    def _on_refresh(
+        self,
+        request: Message,
+        five_tuple: FiveTuple,
+        auth: Authenticated,
+        allocation: Allocation | None,
+        now: float,
+    ) -> tuple[Message, list[Change]]:
+        return self._allocations.refresh(request, _owned(allocation, auth), now)
+
+    def _on_create_permission(
+        self,
+        request: Message,
+        five_tuple: FiveTuple,
+        auth: Authenticated,
+        allocation: Allocation | None,
+        now: float,
+    ) -> tuple[Message, list[Change]]:
+        return self._peers.create_permission(request, _owned(allocation, auth), now)
+
+    def _on_channel_bind(
+        self,
+        request: Message,
+        five_tuple: FiveTuple,
+        auth: Authenticated,
+        allocation: Allocation | None,
+        now: float,
+    ) -> tuple[Message, list[Change]]:
+        return self._peers.channel_bind(request, _owned(allocation, auth), now)
+
+    # ================================================================ table changes -> actions
+
+    def _apply(self, changes: list[Change]) -> list[Action]:
+        actions: list[Action] = []
+        for change in changes:
+            if isinstance(change, RouteChange):
+                b = change.binding
+                route = RouteUp if change.up else RouteDown
+                actions.append(route(b.five_tuple, b.number, b.relay, b.peer))
+            elif isinstance(change, AllocationAdded):
+                self.stats.allocations_created += 1
+                actions.extend(OpenRelay(relay) for relay in change.allocation.relays.values())
+            elif isinstance(change, AllocationRemoved):
+                self.stats.allocations_removed[change.reason] += 1
+                actions.extend(CloseRelay(relay) for relay in change.allocation.relays.values())
+            elif isinstance(change, RelayRemoved):
+                actions.append(CloseRelay(change.relay))
+            elif isinstance(change, RelayReserved):
+                actions.append(OpenRelay(change.relay))
+        return actions
+
+
+def _owned(allocation: Allocation | None, auth: Authenticated) -> Allocation:
+    """RFC 8656 section 5: 437 without an allocation, 441 when another user asks."""
+    if allocation is None:
+        raise RequestError(437, "no allocation on this 5-tuple")
+    if auth.credential.username != allocation.credentials.username:
+        raise RequestError(441, "username differs from the allocation's")
+    return allocation
+
+
+def _method_name(method: int) -> str:
+    try:
+        return Method(method).name.lower()
+    except ValueError:
+        return "unknown"

@@ -1,0 +1,81 @@
+"""Counters the relay keeps for /metrics: plain integers, bumped inline, read as a snapshot."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class CoreStats:
+    """What the core saw. Packets a shell forwards on its own fast path are not in here."""
+
+    allocations_created: int = 0
+    allocations_removed: Counter[str] = field(default_factory=Counter)  # by reason
+    error_responses: Counter[int] = field(default_factory=Counter)  # by code, all methods
+    auth_failures: Counter[int] = field(default_factory=Counter)  # 400/401/438/441 by code
+    rate_limited: int = 0  # 401/438 not sent: the source exceeded its budget
+    requests: Counter[str] = field(default_factory=Counter)  # by method name
+    packets_to_peer: int = 0
+    bytes_to_peer: int = 0
+    packets_to_client: int = 0
+    bytes_to_client: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)  # by reason
+
+
+@dataclass(slots=True)
+class DataPathStats:
+    """What a shell forwarded itself (ChannelData both ways) and what it refused to read."""
+
+    packets_to_peer: int = 0
+    bytes_to_peer: int = 0
+    packets_to_client: int = 0
+    bytes_to_client: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+
+
+def snapshot(
+    core: CoreStats, fast: DataPathStats, *, allocations: int, relays: int, connections: int
+) -> dict[str, float]:
+    """Flat ``name -> value`` map; labelled counters become ``name{label="value"}`` keys."""
+    flat: dict[str, float] = {
+        "turnkit_relay_allocations_active": allocations,
+        "turnkit_relay_sockets_open": relays,
+        "turnkit_relay_stream_connections_open": connections,
+        "turnkit_relay_allocations_created_total": core.allocations_created,
+        "turnkit_relay_rate_limited_total": core.rate_limited,
+        'turnkit_relay_relayed_packets_total{direction="to_peer"}': core.packets_to_peer
+        + fast.packets_to_peer,
+        'turnkit_relay_relayed_packets_total{direction="to_client"}': core.packets_to_client
+        + fast.packets_to_client,
+        'turnkit_relay_relayed_bytes_total{direction="to_peer"}': core.bytes_to_peer
+        + fast.bytes_to_peer,
+        'turnkit_relay_relayed_bytes_total{direction="to_client"}': core.bytes_to_client
+        + fast.bytes_to_client,
+    }
+    labelled = (
+        ("turnkit_relay_allocations_removed_total", "reason", core.allocations_removed),
+        ("turnkit_relay_error_responses_total", "code", core.error_responses),
+        ("turnkit_relay_auth_failures_total", "code", core.auth_failures),
+        ("turnkit_relay_requests_total", "method", core.requests),
+        ("turnkit_relay_dropped_total", "reason", core.dropped + fast.dropped),
+    )
+    for name, label, counter in labelled:
+        for key, value in sorted(counter.items(), key=lambda kv: str(kv[0])):
+            flat[f'{name}{{{label}="{key}"}}'] = value
+    return flat
+
+
+def prometheus_text(flat: Mapping[str, float]) -> str:
+    """Prometheus text exposition of a `snapshot`: ``*_total`` are counters, the rest gauges."""
+    lines: list[str] = []
+    seen: set[str] = set()
+    for key, value in flat.items():
+        name = key.split("{", 1)[0]
+        if name not in seen:
+            seen.add(name)
+            lines.append(f"# TYPE {name} {'counter' if name.endswith('_total') else 'gauge'}")
+        shown = int(value) if float(value).is_integer() else value
+        lines.append(f"{key} {shown}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,49 @@
+"""Building and signing the relay's responses to control requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stun_server.wire import Message, MessageClass, encode
+from stun_server.wire import attributes as attrs
+from stun_server.wire.errors import REASON_PHRASES
+
+
+class RequestError(Exception):
+    """Raised by a method handler: answer with ``code`` (and ``extra`` attributes)."""
+
+    def __init__(self, code: int, detail: str = "", *extra: attrs.AnyAttribute) -> None:
+        self.code = code
+        self.detail = detail
+        self.extra = extra
+        super().__init__(f"{code} {REASON_PHRASES.get(code, 'Error')}: {detail}")
+
+
+@dataclass(frozen=True, slots=True)
+class Signing:
+    """How to finish a response: integrity key and algorithm, FINGERPRINT, SOFTWARE."""
+
+    key: bytes | None = None
+    integrity: str = "sha1"
+    fingerprint: bool = False
+    software: str | None = None
+
+
+def success(request: Message, *attributes: attrs.AnyAttribute) -> Message:
+    return Message(request.method, MessageClass.SUCCESS, request.transaction_id, list(attributes))
+
+
+def error(request: Message, code: int, *attributes: attrs.AnyAttribute) -> Message:
+    found = [attrs.ErrorCode(code, REASON_PHRASES.get(code, "Error")), *attributes]
+    return Message(request.method, MessageClass.ERROR, request.transaction_id, found)
+
+
+def finish(message: Message, signing: Signing) -> bytes:
+    if signing.software:
+        message.attributes.append(attrs.Software(signing.software))
+    return encode(
+        message,
+        key=signing.key,
+        integrity=signing.integrity,
+        fingerprint=signing.fingerprint,
+    )

@@ -1,0 +1,426 @@
+"""The relay's asyncio shell: listeners, relay sockets, timers, signals, metrics, HTTP API.
+
+It owns every socket and the clock; the protocol lives in `turn_relay.core.RelayCore`. Client
+datagrams and frames that the fast path does not forward, peer datagrams on unrouted peers and
+timer ticks go into the core; the actions it returns are run here in order.
+
+Signals (`serve`): SIGHUP re-reads the secrets (REST secrets, static users, API key) and swaps
+the credential lookup; allocations and nonces stay valid. SIGTERM/SIGINT stop cleanly: listeners
+close, every TCP/TLS connection and relay socket is closed, the HTTP API stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import ssl
+import time
+
+from aiohttp import web
+
+from . import config as relay_config
+from .actions import (
+    Action,
+    CloseClient,
+    CloseRelay,
+    OpenRelay,
+    RouteDown,
+    RouteUp,
+    ToClient,
+    ToPeer,
+)
+from .allocation import Address, FiveTuple, Transport
+from .api import ApiSettings, create_app
+from .assembly import build_core, long_term_auth, wall_offset
+from .config import ConfigError, Secrets, TurnConfig
+from .datagrams import CAN_SET_DONT_FRAGMENT, Deliver, RelaySocket, UdpListener, udp_socket
+from .metrics import DataPathStats, prometheus_text, snapshot
+from .streams import StreamConnection
+
+logger = logging.getLogger(__name__)
+
+_TLS_HANDSHAKE_TIMEOUT = 10.0
+_BACKLOG = 512
+_LOGGED_INTERNAL_ERRORS = 20  # then only counted, so a bug cannot flood the log
+_TIMER_SLACK = 0.001  # uvloop timers have 1 ms resolution: never wake up just before a deadline
+_LISTENER_BUFFER = 4 << 20  # bytes asked for; the kernel caps it at net.core.[rw]mem_max
+
+
+def check_relay_addresses(config: TurnConfig) -> None:
+    """Fail early (OSError with a clear message) if a relay address is not local."""
+    for address in config.relay.addresses:
+        try:
+            udp_socket((address, 0)).close()
+        except OSError as exc:
+            raise OSError(exc.errno, f"relay address {address} cannot be bound: {exc}") from None
+
+
+def _tls_context(config: TurnConfig) -> ssl.SSLContext:
+    listen = config.listen
+    assert listen.tls_cert_file is not None and listen.tls_key_file is not None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(listen.tls_cert_file, listen.tls_key_file)
+    return context
+
+
+def _stream_socket(address: Address) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class RelayServer:
+    def __init__(
+        self,
+        config: TurnConfig,
+        secrets: Secrets,
+        *,
+        nonce_key: bytes | None = None,
+        legacy_channels: bool = False,
+    ) -> None:
+        self.config = config
+        self.secrets = secrets
+        self.core = build_core(
+            config,
+            secrets,
+            nonce_key=nonce_key,
+            legacy_channels=legacy_channels,
+            dont_fragment=CAN_SET_DONT_FRAGMENT,
+        )
+        # A bandwidth cap needs every packet counted, so the core sees them all (no fast path).
+        self._fast_path = not self.core.settings.max_bandwidth
+        self.stats = DataPathStats()
+        self.udp_listeners: dict[Address, UdpListener] = {}
+        self.stream_servers: list[tuple[Transport, asyncio.Server]] = []
+        self.connections: dict[FiveTuple, StreamConnection] = {}
+        self.relays: dict[Address, RelaySocket] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._api: web.AppRunner | None = None
+        self._stopping: asyncio.Event | None = None
+
+    # ================================================================ lifecycle
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        check_relay_addresses(self.config)
+        try:
+            await self._start_listeners()
+            await self._start_api()
+        except BaseException:
+            await self.stop()
+            raise
+        logger.info("relay listening on %s", ", ".join(self.describe_listeners()))
+
+    async def stop(self) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for listener in self.udp_listeners.values():
+            listener.close(loop)
+        self.udp_listeners.clear()
+        for _, server in self.stream_servers:
+            server.close()
+        for connection in list(self.connections.values()):
+            if connection.transport is not None:
+                connection.transport.abort()
+        for _, server in self.stream_servers:
+            await server.wait_closed()
+        self.stream_servers.clear()
+        self.connections.clear()
+        for relay in self.relays.values():
+            relay.close(loop)
+        self.relays.clear()
+        if self._api is not None:
+            await self._api.cleanup()
+            self._api = None
+        self._loop = None
+
+    def request_stop(self) -> None:
+        if self._stopping is not None:
+            self._stopping.set()
+
+    async def serve(self) -> None:
+        """Start, run until SIGTERM/SIGINT (or `request_stop`), then stop cleanly."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        loop.add_signal_handler(signal.SIGINT, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        try:
+            assert self._stopping is not None
+            await self._stopping.wait()
+        finally:
+            for signum in handled:
+                loop.remove_signal_handler(signum)
+            logger.info("relay stopping: %d allocation(s) dropped", len(self.core.table))
+            await self.stop()
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the secrets; on error keep the old ones (and say why)."""
+        try:
+            secrets = relay_config.load_secrets(self.config)
+        except ConfigError as exc:
+            logger.error("reload failed, keeping the previous secrets: %s", exc)
+            return
+        self.secrets = secrets
+        self.core.authenticator.auth = long_term_auth(self.config, secrets)
+        logger.info(
+            "reloaded secrets: %d REST secret(s), %d static user(s)",
+            len(secrets.rest_secrets),
+            len(secrets.static_users),
+        )
+
+    async def _start_listeners(self) -> None:
+        assert self._loop is not None
+        listen = self.config.listen
+        for listener in listen.listeners():
+            address = (listener.address, listener.port)
+            if listener.transport == "udp":
+                sock = udp_socket(address)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _LISTENER_BUFFER)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _LISTENER_BUFFER)
+                udp = UdpListener(self, sock)
+                udp.start(self._loop)
+                self.udp_listeners[udp.address] = udp
+            else:
+                await self._start_stream(Transport(listener.transport), address)
+
+    async def _start_stream(self, kind: Transport, address: Address) -> None:
+        assert self._loop is not None
+        context = _tls_context(self.config) if kind is Transport.TLS else None
+        sock = _stream_socket(address)
+        try:
+            server = await self._loop.create_server(
+                lambda: StreamConnection(self, kind),
+                sock=sock,
+                backlog=_BACKLOG,
+                ssl=context,
+                ssl_handshake_timeout=_TLS_HANDSHAKE_TIMEOUT if context else None,
+            )
+        except BaseException:
+            sock.close()
+            raise
+        self.stream_servers.append((kind, server))
+
+    async def _start_api(self) -> None:
+        api = self.config.api
+        if not api.enabled:
+            return
+        app = create_app(ApiSettings.from_config(self.config), lambda: self.secrets, self.metrics)
+        self._api = web.AppRunner(app, access_log=None)
+        await self._api.setup()
+        await web.TCPSite(self._api, api.listen, api.port).start()
+
+    def describe_listeners(self) -> list[str]:
+        described = [f"udp {a[0]}:{a[1]}" for a in self.udp_listeners]
+        for kind, server in self.stream_servers:
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                described.append(f"{kind.value} {host}:{port}")
+        return described
+
+    def listening(self, kind: Transport) -> list[Address]:
+        """The bound addresses of ``kind`` listeners (useful with port 0 in tests)."""
+        if kind is Transport.UDP:
+            return list(self.udp_listeners)
+        return [
+            (sock.getsockname()[0], sock.getsockname()[1])
+            for k, server in self.stream_servers
+            if k is kind
+            for sock in server.sockets
+        ]
+
+    # ================================================================ metrics
+
+    def metrics(self) -> str:
+        flat = snapshot(
+            self.core.stats,
+            self.stats,
+            allocations=len(self.core.table),
+            relays=len(self.relays),
+            connections=len(self.connections),
+        )
+        return prometheus_text(flat)
+
+    # ================================================================ slow path into the core
+
+    def from_client(self, data: bytes, five_tuple: FiveTuple) -> None:
+        now = time.monotonic()
+        self.core.wall_offset = wall_offset()
+        try:
+            actions = self.core.receive(data, five_tuple, now)
+        except Exception:  # a core bug must cost one packet, not the listener's batch
+            self._internal_error("client", five_tuple.client)
+            return
+        self._run(actions, now)
+
+    def from_peer(self, data: bytes, relay: Address, peer: Address) -> None:
+        now = time.monotonic()
+        try:
+            actions = self.core.receive_from_peer(data, relay, peer, now)
+        except Exception:
+            self._internal_error("peer", peer)
+            return
+        self._run(actions, now)
+
+    def _internal_error(self, side: str, source: Address) -> None:
+        self.stats.dropped["internal-error"] += 1
+        if self.stats.dropped["internal-error"] <= _LOGGED_INTERNAL_ERRORS:
+            logger.exception("dropped a datagram from %s %s:%d", side, *source)
+
+    def stream_opened(self, connection: StreamConnection) -> None:
+        assert connection.five_tuple is not None
+        self.connections[connection.five_tuple] = connection
+
+    def stream_closed(self, connection: StreamConnection) -> None:
+        assert connection.five_tuple is not None
+        if self.connections.get(connection.five_tuple) is connection:
+            del self.connections[connection.five_tuple]
+        if self._loop is not None:
+            now = time.monotonic()
+            self._run(self.core.connection_closed(connection.five_tuple, now), now)
+
+    def has_allocation(self, five_tuple: FiveTuple) -> bool:
+        return five_tuple in self.core.table.by_five_tuple
+
+    # ================================================================ actions
+
+    def _run(self, actions: list[Action], now: float) -> None:
+        for action in actions:
+            if isinstance(action, ToClient):
+                self._to_client(action)
+            elif isinstance(action, ToPeer):
+                self._to_peer(action)
+            elif isinstance(action, OpenRelay):
+                if not self._open_relay(action.relay):
+                    self._run(self.core.relay_failed(action.relay, now), now)
+                    return  # the core's replacement actions supersede the rest
+            elif isinstance(action, CloseRelay):
+                self._close_relay(action.relay)
+            elif isinstance(action, CloseClient):
+                connection = self.connections.get(action.five_tuple)
+                if connection is not None:
+                    connection.close()
+            elif isinstance(action, RouteUp):
+                self._route_up(action)
+            else:
+                self._route_down(action)
+        self._arm_timer()
+
+    def _to_client(self, action: ToClient) -> None:
+        five_tuple = action.five_tuple
+        if five_tuple.transport is Transport.UDP:
+            listener = self.udp_listeners.get(five_tuple.server)
+            if listener is not None:
+                listener.send(action.data, five_tuple.client)
+            return
+        connection = self.connections.get(five_tuple)
+        if connection is not None:
+            connection.write(action.data)
+
+    def _to_peer(self, action: ToPeer) -> None:
+        relay = self.relays.get(action.relay)
+        if relay is not None:
+            relay.send(action.data, action.peer, action.dont_fragment)
+
+    def _open_relay(self, address: Address) -> bool:
+        assert self._loop is not None
+        if address in self.relays:
+            return True  # a reserved port (EVEN-PORT R=1) now redeemed: already bound
+        try:
+            self.relays[address] = RelaySocket.open(self, address, self._loop)
+        except OSError as exc:
+            logger.info("relay port %s:%d unavailable: %s", address[0], address[1], exc)
+            return False
+        return True
+
+    def _close_relay(self, address: Address) -> None:
+        relay = self.relays.pop(address, None)
+        if relay is not None and self._loop is not None:
+            relay.close(self._loop)
+
+    def _route_up(self, route: RouteUp) -> None:
+        relay = self.relays.get(route.relay)
+        if relay is None or not self._fast_path:
+            return
+        five_tuple, header = route.five_tuple, route.channel.to_bytes(2, "big")
+        if five_tuple.transport is Transport.UDP:
+            listener = self.udp_listeners.get(five_tuple.server)
+            if listener is None:
+                return
+            listener.routes[(five_tuple.client, route.channel)] = (relay.sock, route.peer)
+            relay.routes[route.peer] = _udp_deliver(listener, five_tuple.client, header, self.stats)
+            return
+        connection = self.connections.get(five_tuple)
+        if connection is not None:
+            connection.routes[route.channel] = (relay.sock, route.peer)
+            relay.routes[route.peer] = connection.deliver_to(header)
+
+    def _route_down(self, route: RouteDown) -> None:
+        relay = self.relays.get(route.relay)
+        if relay is not None:
+            relay.routes.pop(route.peer, None)
+        five_tuple = route.five_tuple
+        if five_tuple.transport is Transport.UDP:
+            listener = self.udp_listeners.get(five_tuple.server)
+            if listener is not None:
+                listener.routes.pop((five_tuple.client, route.channel), None)
+            return
+        connection = self.connections.get(five_tuple)
+        if connection is not None:
+            connection.routes.pop(route.channel, None)
+
+    # ================================================================ timers
+
+    def _arm_timer(self) -> None:
+        deadline = self.core.get_timer()
+        if deadline is None or self._loop is None:
+            return
+        if self._timer is not None and self._timer_at <= deadline:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        delay = max(0.0, deadline - time.monotonic()) + _TIMER_SLACK
+        self._timer = self._loop.call_later(delay, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        now = time.monotonic()
+        self.core.wall_offset = wall_offset()
+        self._run(self.core.handle_timer(now), now)
+
+
+def _udp_deliver(
+    listener: UdpListener, client: Address, header: bytes, stats: DataPathStats
+) -> Deliver:
+    send = listener.sock.sendto
+
+    def deliver(payload: bytes) -> None:
+        try:
+            send(header + len(payload).to_bytes(2, "big") + payload, client)
+        except OSError:
+            stats.dropped["client-send-failed"] += 1
+            return
+        stats.packets_to_client += 1
+        stats.bytes_to_client += len(payload)
+
+    return deliver
