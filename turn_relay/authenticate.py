@@ -69,10 +69,16 @@ class Authenticator:
         now: float,
         wall_now: float,
         allocation: Allocation | None = None,
+        *,
+        rate_limited: bool = True,
     ) -> Authenticated | Rejected:
-        """Authenticate ``message`` from ``client_ip``; ``allocation`` is the one it refers to."""
+        """Authenticate ``message`` from ``client_ip``; ``allocation`` is the one it refers to.
+
+        ``rate_limited`` is False for TCP/TLS clients: the 401 limiter is there against
+        reflection from spoofed UDP sources, and a stream's handshake proved its source.
+        """
         if message.integrity_offset is None and message.integrity_sha256_offset is None:
-            return self._challenge(401, "no-integrity", client_ip, now)
+            return self._challenge(401, "no-integrity", client_ip, now, rate_limited)
         username, realm, nonce = (
             message.get(attrs.Username),
             message.get(attrs.Realm),
@@ -88,15 +94,17 @@ class Authenticator:
                 username.value, realm.value, wall_now, live_allocation=allocation is not None
             )
         except AuthRejected as exc:
-            return self._refused(exc, message, allocation, client_ip, now)
+            return self._refused(
+                exc, message, allocation, client_ip, now, rate_limited=rate_limited
+            )
         key = _verified_key(message, credential, realm.value, algorithm)
         if key is None:
-            return self._challenge(401, "bad-integrity", client_ip, now)
+            return self._challenge(401, "bad-integrity", client_ip, now, rate_limited)
         try:
             self.nonces.check(nonce.value, now, client_ip)
         except (StaleNonce, InvalidNonce) as exc:
             why = "stale-nonce" if isinstance(exc, StaleNonce) else "invalid-nonce"
-            return self._challenge(438, why, client_ip, now)
+            return self._challenge(438, why, client_ip, now, rate_limited)
         integrity = "sha256" if message.integrity_sha256_offset is not None else "sha1"
         return Authenticated(credential, key, integrity)
 
@@ -111,8 +119,11 @@ class Authenticator:
             found += (attrs.PasswordAlgorithms(OFFERED_ALGORITHMS),)
         return found
 
-    def _challenge(self, code: int, why: str, client_ip: str, now: float) -> Rejected:
-        if self.limiter is not None and not self.limiter.allow(client_ip, now):
+    def _challenge(
+        self, code: int, why: str, client_ip: str, now: float, rate_limited: bool
+    ) -> Rejected:
+        limiter = self.limiter if rate_limited else None
+        if limiter is not None and not limiter.allow(client_ip, now):
             return Rejected(code, (), why, send=False)
         return Rejected(code, self.challenge_attributes(client_ip, now), why)
 
@@ -123,13 +134,15 @@ class Authenticator:
         allocation: Allocation | None,
         client_ip: str,
         now: float,
+        *,
+        rate_limited: bool,
     ) -> Rejected:
         """401 for a refused username; flags the allocation when its own credential expired.
 
         The flag is only set when the request proves knowledge of the allocation's key, so a
         spoofed Refresh cannot tear down someone else's allocation.
         """
-        rejected = self._challenge(401, exc.why.value, client_ip, now)
+        rejected = self._challenge(401, exc.why.value, client_ip, now, rate_limited)
         if (
             exc.why is RejectReason.EXPIRED
             and allocation is not None

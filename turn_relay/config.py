@@ -85,7 +85,7 @@ class AllocationConfig:
 
 @dataclass(frozen=True, slots=True)
 class QuotaConfig:  # 0 = unlimited everywhere
-    max_allocations_per_user: int = 10
+    max_allocations_per_user: int = 100
     max_allocations: int = 0
     max_permissions_per_allocation: int = 64
     max_bandwidth_per_allocation: int = 0  # bytes per second
@@ -389,7 +389,7 @@ def _allocation(table: _Table) -> AllocationConfig:
 
 def _quotas(table: _Table) -> QuotaConfig:
     quotas = QuotaConfig(
-        table.integer("max_allocations_per_user", 10, 0),
+        table.integer("max_allocations_per_user", 100, 0),
         table.integer("max_allocations", 0, 0),
         table.integer("max_permissions_per_allocation", 64, 0),
         table.integer("max_bandwidth_per_allocation", 0, 0),

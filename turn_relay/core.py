@@ -40,7 +40,7 @@ from .actions import (
     ToPeer,
 )
 from .allocate import AllocateHandler
-from .allocation import Address, Allocation, FiveTuple, family_of
+from .allocation import Address, Allocation, FiveTuple, Transport, family_of
 from .authenticate import Authenticated, Authenticator, Rejected
 from .fastpath import (
     DataIndicationEncoder,
@@ -258,7 +258,12 @@ class RelayCore:
             self._note_allocate(data, five_tuple)
             allocation = None
         outcome = self.authenticator.check(
-            request, five_tuple.client[0], now, now + self.wall_offset, allocation
+            request,
+            five_tuple.client[0],
+            now,
+            now + self.wall_offset,
+            allocation,
+            rate_limited=five_tuple.transport is Transport.UDP,
         )
         if isinstance(outcome, Rejected):
             return self._rejected(request, five_tuple, outcome, allocation)

@@ -249,12 +249,20 @@ def test_unexpired_credential_refreshes_normally() -> None:
     assert response.get(attrs.Lifetime) == attrs.Lifetime(600)
 
 
-def test_rate_limited_stream_client_is_disconnected_instead_of_left_waiting() -> None:
-    from turn_relay.actions import CloseClient
+def test_stream_clients_are_not_rate_limited_for_challenges() -> None:
+    """The 401 limiter is against reflection from spoofed UDP sources; TCP proved its source."""
     from turn_relay.allocation import Transport
 
     core = make_core(limiter=UnauthorizedRateLimiter(per_second=1.0, burst=1))
     client = Client.rest(core, T0)
     client.five_tuple = five_tuple(transport=Transport.TCP)
+    for _ in range(5):
+        answers = responses(client.send(encode(allocate_request()), T0))
+        assert [a.get(attrs.ErrorCode).code for a in answers] == [401]  # type: ignore[union-attr]
+
+
+def test_udp_challenges_beyond_the_burst_are_dropped() -> None:
+    core = make_core(limiter=UnauthorizedRateLimiter(per_second=1.0, burst=1))
+    client = Client.rest(core, T0)
     assert responses(client.send(encode(allocate_request()), T0))
-    assert client.send(encode(allocate_request()), T0) == [CloseClient(client.five_tuple)]
+    assert client.send(encode(allocate_request()), T0) == []
