@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything turnkit and its tests need; safe to run again (it skips what is present).
-#   system: coturn (reference peer + turnutils), nftables/iproute2/conntrack (NAT lab), make
+#   system: coturn (reference peer + turnutils), nftables/iproute2/conntrack (NAT lab), chromium
+#           (a browser as TURN client; TURNKIT_NO_CHROMIUM=1 skips it), make, openssl
 #   python: .venv with `pip install -e .[dev]`
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,11 +13,15 @@ command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v conntrack >/dev/null 2>&1 || need_apt+=(conntrack)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
+# a real browser as a TURN client in tests/interop/test_turn_chromium.py (skipped without it)
+[ -x /usr/bin/chromium ] || [ -n "${TURNKIT_NO_CHROMIUM:-}" ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   echo "bootstrap: installing ${need_apt[*]} with apt-get"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "${need_apt[@]}" >/dev/null
   # the Debian package enables a coturn service; turnkit only uses its binaries
   if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now coturn >/dev/null 2>&1 || true; fi
 fi
