@@ -1,0 +1,365 @@
+"""Servers under test: how to start each one on loopback, wait until it answers, and stop it.
+
+A *product* (coturn, turnkit) has a command for the STUN role (Binding only) and one for the TURN
+role. Both get the same `ServerConfig`: loopback addresses, free ports, a relay port block, the
+static user and the REST secret, a TLS certificate. turnkit's command lines are the two
+functions `turnkit_stun_command` and `turnkit_relay_command` below: keep them in step with the
+servers' flags.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from bench import procs
+from bench.stunmsg import probe_tcp_connect, probe_udp
+
+Role = Literal["stun", "turn"]
+Auth = Literal["static", "rest"]
+
+STATIC_USER = "bench"
+STATIC_PASSWORD = "bench"
+REALM = "turnkit"
+REST_SECRET = "bench-rest-secret"  # loopback benchmark only
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    workdir: Path  # a private temporary directory (pid file, database, logs, certificate)
+    host: str = "127.0.0.1"
+    port: int = 3478  # UDP and TCP listener
+    tls_port: int | None = None  # TLS listener (TURN role), needs cert and key
+    cert: Path | None = None
+    key: Path | None = None
+    relay_min_port: int = 49152
+    relay_max_port: int = 65535
+    auth: Auth = "static"
+    user: str = STATIC_USER
+    password: str = STATIC_PASSWORD
+    realm: str = REALM
+    rest_secret: str = REST_SECRET
+    workers: int | None = None  # turnkit: processes (0 = one per core); None = its default
+
+
+CommandFn = Callable[[ServerConfig], list[str]]
+
+
+@dataclass(frozen=True)
+class Product:
+    name: str
+    stun: CommandFn
+    turn: CommandFn
+    available: Callable[[Role], str | None]  # None when usable, else why not
+
+
+# --------------------------------------------------------------------------- coturn
+
+
+def _turnserver() -> str:
+    return shutil.which("turnserver") or "turnserver"
+
+
+def _coturn_common(cfg: ServerConfig) -> list[str]:
+    return [
+        _turnserver(),
+        "-n",  # no configuration file
+        "--no-cli",
+        "--no-dtls",
+        "--log-file",
+        "stdout",
+        "--simple-log",
+        "--listening-ip",
+        cfg.host,
+        "--listening-port",
+        str(cfg.port),
+        "--pidfile",
+        str(cfg.workdir / "turnserver.pid"),
+        "--userdb",
+        str(cfg.workdir / "turndb"),
+    ]
+
+
+def coturn_stun_command(cfg: ServerConfig) -> list[str]:
+    """coturn as a plain STUN server: Binding over UDP/TCP, every TURN request ignored."""
+    return [*_coturn_common(cfg), "--no-tls", "--stun-only"]
+
+
+def coturn_turn_command(cfg: ServerConfig) -> list[str]:
+    """coturn as a TURN relay with the settings turn-relay gets: loopback listener and relay
+    address, loopback peers allowed, one static user (or the REST secret), STUN kept on."""
+    argv = [
+        *_coturn_common(cfg),
+        "--relay-ip",
+        cfg.host,
+        "--min-port",
+        str(cfg.relay_min_port),
+        "--max-port",
+        str(cfg.relay_max_port),
+        "--allow-loopback-peers",
+        "--realm",
+        cfg.realm,
+    ]
+    if cfg.tls_port is not None and cfg.cert is not None and cfg.key is not None:
+        argv += ["--tls-listening-port", str(cfg.tls_port), "--cert", str(cfg.cert)]
+        argv += ["--pkey", str(cfg.key)]
+    else:
+        argv += ["--no-tls"]
+    if cfg.auth == "rest":
+        argv += ["--use-auth-secret", "--static-auth-secret", cfg.rest_secret]
+    else:
+        argv += ["--lt-cred-mech", "--user", f"{cfg.user}:{cfg.password}"]
+    return argv
+
+
+def coturn_available(role: Role) -> str | None:
+    del role
+    return None if shutil.which("turnserver") else "turnserver not found (apt-get install coturn)"
+
+
+# --------------------------------------------------------------------------- turnkit
+
+
+def _venv_script(name: str) -> Path:
+    return Path(sys.executable).parent / name
+
+
+def turnkit_stun_command(cfg: ServerConfig) -> list[str]:
+    """TODO(turnkit, issue 2): keep in step with `stun-server --help`.
+
+    Equivalent to coturn_stun_command: Binding over UDP and TCP on cfg.host:cfg.port, no second
+    address (no RFC 5780), and no per-source rate limit (coturn has none; the default of 500/s
+    per source IP would throttle a loopback generator, which is one source).
+    """
+    argv = [str(_venv_script("stun-server")), "--listen", f"{cfg.host}:{cfg.port}"]
+    argv += ["--rate-limit", "0", "--log-level", "warning"]
+    if cfg.workers is not None:
+        argv += ["--workers", str(cfg.workers)]
+    return argv
+
+
+def turnkit_relay_command(cfg: ServerConfig) -> list[str]:
+    """TODO(turnkit, issue 6): keep in step with `turn-relay serve` and its TOML config.
+
+    Equivalent to coturn_turn_command: listener cfg.host:cfg.port (UDP+TCP), TLS on cfg.tls_port,
+    relay address cfg.host with the port block, loopback peers allowed (the default policy denies
+    them), no per-user allocation quota (all benchmark clients are one user), a 401 rate limit
+    that the benchmark's burst of clients from 127.0.0.1 does not trip, the HTTP API off, and
+    channel numbers 0x5000-0x7FFF accepted (turnutils_uclient picks them; RFC 5766 allowed them).
+    """
+    users = cfg.workdir / "turnkit-users"
+    users.write_text(f"{cfg.user}:{cfg.password}\n")
+    users.chmod(0o600)
+    secrets = cfg.workdir / "turnkit-rest-secrets"
+    secrets.write_text(cfg.rest_secret + "\n")
+    secrets.chmod(0o600)
+    tls = ""
+    if cfg.tls_port is not None and cfg.cert is not None and cfg.key is not None:
+        tls = (
+            f"tls_port = {cfg.tls_port}\n"
+            f"tls_cert_file = {_toml_str(cfg.cert)}\n"
+            f"tls_key_file = {_toml_str(cfg.key)}\n"
+        )
+    auth_source = (
+        f"rest_secrets_file = {_toml_str(secrets)}"
+        if cfg.auth == "rest"
+        else f"users_file = {_toml_str(users)}"
+    )
+    config = cfg.workdir / "turn_relay.toml"
+    config.write_text(
+        f"""[server]
+realm = {_toml_str(cfg.realm)}
+
+[listen]
+addresses = [{_toml_str(cfg.host)}]
+udp_port = {cfg.port}
+tcp_port = {cfg.port}
+{tls}
+[relay]
+addresses = [{_toml_str(cfg.host)}]
+port_range = {{ min = {cfg.relay_min_port}, max = {cfg.relay_max_port} }}
+
+[quotas]
+max_allocations_per_user = 0
+max_allocations = 0
+
+[auth]
+{auth_source}
+
+[auth.unauthorized_limit]
+per_second = 1000000.0
+burst = 1000000
+
+[peer_policy]
+allowed_peers = [{_toml_str(cfg.host + "/32")}]
+
+[api]
+enabled = false
+"""
+    )
+    argv = [str(_venv_script("turn-relay")), "serve", "--config", str(config)]
+    argv.append("--rfc5766-channels")
+    if cfg.workers is not None:
+        argv += ["--workers", str(cfg.workers)]
+    return argv
+
+
+def _toml_str(value: object) -> str:
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# console script, then the modules it needs: its CLI and the asyncio server shell behind it
+# (ARCHITECTURE.md). The CLIs may land before the servers; until then the role is skipped.
+_TURNKIT_PARTS: dict[Role, tuple[str, tuple[str, ...]]] = {
+    "stun": ("stun-server", ("stun_server.cli", "stun_server.server")),
+    "turn": ("turn-relay", ("turn_relay.cli", "turn_relay.server")),
+}
+
+
+def turnkit_available(role: Role) -> str | None:
+    script, modules = _TURNKIT_PARTS[role]
+    if not _venv_script(script).exists():
+        return f"console script {script} not installed: not available yet"
+    for module in modules:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ImportError:
+            found = False
+        if not found:
+            return f"{module} does not exist yet: not available yet"
+    return None
+
+
+PRODUCTS: dict[str, Product] = {
+    "coturn": Product("coturn", coturn_stun_command, coturn_turn_command, coturn_available),
+    "turnkit": Product("turnkit", turnkit_stun_command, turnkit_relay_command, turnkit_available),
+}
+
+
+# --------------------------------------------------------------------------- running one
+
+
+class ServerStartError(RuntimeError):
+    pass
+
+
+def make_tls_pair(workdir: Path) -> tuple[Path, Path]:
+    """A throwaway self-signed certificate for localhost (openssl), in workdir."""
+    cert, key = workdir / "cert.pem", workdir / "key.pem"
+    if not cert.exists():
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+                "-days",
+                "2",
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+    return cert, key
+
+
+@dataclass
+class RunningServer:
+    product: str
+    role: Role
+    cfg: ServerConfig
+    proc: procs.Managed
+    startup_seconds: float
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def cpu_seconds(self) -> float:
+        return self.proc.cpu_seconds()
+
+    def memory(self) -> procs.Memory:
+        return self.proc.memory()
+
+
+def wait_ready(proc: procs.Managed, cfg: ServerConfig, role: Role, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise ServerStartError(
+                f"{proc.name} exited with {proc.returncode} before answering:\n{proc.log_tail()}"
+            )
+        if probe_udp(cfg.host, cfg.port, timeout=0.2):
+            tcp_ok = probe_tcp_connect(cfg.host, cfg.port)
+            tls_ok = (
+                cfg.tls_port is None or role == "stun" or probe_tcp_connect(cfg.host, cfg.tls_port)
+            )
+            if tcp_ok and tls_ok:
+                return
+        time.sleep(0.1)
+    raise ServerStartError(
+        f"{proc.name} did not answer a STUN Binding on {cfg.host}:{cfg.port} "
+        f"within {timeout:.0f} s:\n{proc.log_tail()}"
+    )
+
+
+@contextmanager
+def running_server(
+    product: Product,
+    role: Role,
+    workdir: Path,
+    *,
+    tls: bool = False,
+    auth: Auth = "static",
+    relay_ports: int = 3000,
+    workers: int | None = None,
+) -> Iterator[RunningServer]:
+    """Start a server on fresh loopback ports, yield it once it answers, always stop it."""
+    host = "127.0.0.1"
+    port = procs.free_port(host)
+    tls_port = procs.free_port(host) if tls and role == "turn" else None
+    cert = key = None
+    if tls_port is not None:
+        cert, key = make_tls_pair(workdir)
+    relay_min, relay_max = procs.free_port_block(relay_ports, host)
+    cfg = ServerConfig(
+        workdir=workdir,
+        host=host,
+        port=port,
+        tls_port=tls_port,
+        cert=cert,
+        key=key,
+        relay_min_port=relay_min,
+        relay_max_port=relay_max,
+        auth=auth,
+        workers=workers,
+    )
+    argv = product.stun(cfg) if role == "stun" else product.turn(cfg)
+    log = workdir / f"{product.name}-{role}-{port}.log"
+    started = time.monotonic()
+    proc = procs.Managed(f"{product.name}-{role}", argv, log_path=log, cwd=workdir)
+    try:
+        wait_ready(proc, cfg, role)
+        yield RunningServer(product.name, role, cfg, proc, time.monotonic() - started)
+    finally:
+        proc.stop()

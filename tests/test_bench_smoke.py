@@ -1,0 +1,66 @@
+"""Smoke test of the benchmark harness: our Binding generator against coturn for about a second.
+
+Behaviour only (answers counted, nothing unmatched, the server stopped afterwards), never speed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `bench` is not an installed package; it lives at the repo root
+    sys.path.insert(0, str(REPO))
+
+from bench import procs, servers, stunload  # noqa: E402
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.interop,
+    pytest.mark.skipif(shutil.which("turnserver") is None, reason="coturn not installed"),
+]
+
+
+def test_binding_generator_against_coturn(tmp_path: Path) -> None:
+    product = servers.PRODUCTS["coturn"]
+    with servers.running_server(product, "stun", tmp_path) as srv:
+        pid = srv.pid
+        params = stunload.LoadParams(
+            host=srv.cfg.host, port=srv.cfg.port, processes=1, window=8, warmup=0.2, duration=1.0
+        )
+        result, shares = stunload.run_load(params, srv.cpu_seconds)
+    assert result.answered > 0
+    assert result.unmatched == 0
+    assert result.errors == 0
+    assert result.sent >= result.answered
+    assert shares is not None and shares.groups["server"] > 0
+    assert not _alive(pid), "the harness left the server running"
+
+
+def test_server_stopped_when_the_body_raises(tmp_path: Path) -> None:
+    product = servers.PRODUCTS["coturn"]
+    pid = 0
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        servers.running_server(product, "stun", tmp_path) as srv,
+    ):
+        pid = srv.pid
+        assert procs.tree_memory(pid).rss_kib > 0
+        raise RuntimeError("boom")
+    assert pid and not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie still answers kill(0); it is gone as a server
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
