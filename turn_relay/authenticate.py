@@ -28,6 +28,23 @@ from .allocation import Allocation
 from .auth import AuthRejected, Credential, LongTermAuth, RejectReason, UnauthorizedRateLimiter
 from .nonce import InvalidNonce, NonceIssuer, SecurityFeature, StaleNonce, security_features
 
+# Rejected.why values: the ``reason`` label of the relay's auth metrics.
+NO_CREDENTIALS = "no-integrity"  # the 401 challenge: step one of every login, not a failure
+MISSING_ATTRIBUTES = "missing-username-realm-or-nonce"  # 400
+ALGORITHM_MISMATCH = "password-algorithm-mismatch"  # 400
+BAD_INTEGRITY = "bad-integrity"  # 401: wrong password (or secret), or a tampered request
+WRONG_CREDENTIALS = "wrong-credentials"  # 441: another user's allocation (counted by the core)
+STALE_NONCE = "stale-nonce"  # 438: our nonce, too old
+INVALID_NONCE = "invalid-nonce"  # 438: not our nonce (another relay, or before a restart)
+FAILURE_REASONS: tuple[str, ...] = (
+    MISSING_ATTRIBUTES,
+    ALGORITHM_MISMATCH,
+    *(reason.value for reason in RejectReason),  # wrong-realm, unknown-user, ... expired
+    BAD_INTEGRITY,
+    WRONG_CREDENTIALS,
+)
+NONCE_REASONS: tuple[str, ...] = (STALE_NONCE, INVALID_NONCE)
+
 OFFERED_ALGORITHMS: tuple[tuple[int, bytes], ...] = (
     (PASSWORD_ALGORITHM_SHA256, b""),
     (PASSWORD_ALGORITHM_MD5, b""),
@@ -46,9 +63,14 @@ class Authenticated:
 class Rejected:
     code: int  # 400, 401 or 438
     attributes: tuple[attrs.AnyAttribute, ...]  # REALM, NONCE, PASSWORD-ALGORITHMS (401/438)
-    why: str  # for logs and metrics
+    why: str  # for logs and metrics: NO_CREDENTIALS, one of FAILURE_REASONS or NONCE_REASONS
     send: bool = True  # False: the source hit the 401 rate limit; drop silently
     expired_allocation: bool = False  # the allocation's own credential has expired
+
+    @property
+    def is_challenge(self) -> bool:
+        """The 401 to a request without credentials: how every client learns realm and nonce."""
+        return self.why == NO_CREDENTIALS
 
 
 class Authenticator:
@@ -78,17 +100,17 @@ class Authenticator:
         reflection from spoofed UDP sources, and a stream's handshake proved its source.
         """
         if message.integrity_offset is None and message.integrity_sha256_offset is None:
-            return self._challenge(401, "no-integrity", client_ip, now, rate_limited)
+            return self._challenge(401, NO_CREDENTIALS, client_ip, now, rate_limited)
         username, realm, nonce = (
             message.get(attrs.Username),
             message.get(attrs.Realm),
             message.get(attrs.Nonce),
         )
         if username is None or realm is None or nonce is None:
-            return Rejected(400, (), "missing-username-realm-or-nonce")
+            return Rejected(400, (), MISSING_ATTRIBUTES)
         algorithm = self._password_algorithm(message, nonce.value)
         if algorithm is None:
-            return Rejected(400, (), "password-algorithm-mismatch")
+            return Rejected(400, (), ALGORITHM_MISMATCH)
         try:
             credential = self.auth.lookup(
                 username.value, realm.value, wall_now, live_allocation=allocation is not None
@@ -99,11 +121,11 @@ class Authenticator:
             )
         key = _verified_key(message, credential, realm.value, algorithm)
         if key is None:
-            return self._challenge(401, "bad-integrity", client_ip, now, rate_limited)
+            return self._challenge(401, BAD_INTEGRITY, client_ip, now, rate_limited)
         try:
             self.nonces.check(nonce.value, now, client_ip)
         except (StaleNonce, InvalidNonce) as exc:
-            why = "stale-nonce" if isinstance(exc, StaleNonce) else "invalid-nonce"
+            why = STALE_NONCE if isinstance(exc, StaleNonce) else INVALID_NONCE
             return self._challenge(438, why, client_ip, now, rate_limited)
         integrity = "sha256" if message.integrity_sha256_offset is not None else "sha1"
         return Authenticated(credential, key, integrity)

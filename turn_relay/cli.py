@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,12 @@ _MAIN_HELP = """TURN relay with time-limited (TURN REST) credentials.
 
 \b
 Examples:
-  turn-relay credentials --user alice --secret-file /etc/turnkit/rest-secrets \\
-      --url 'turn:turn.example.com:3478?transport=udp'
-  turn-relay serve --config /etc/turnkit/turn_relay.toml --check
+  head -c 24 /dev/urandom | base64 > rest-secret
+  turn-relay serve --secret-file rest-secret --allowed-peer 127.0.0.0/8
+  turn-relay credentials --user alice --secret-file rest-secret \\
+      --url 'turn:127.0.0.1:3478?transport=udp'
+
+`turn-relay serve --help` has more (the HTTP API, a deployment config).
 """
 
 _CREDENTIALS_HELP = """Print one RTCIceServer object as JSON: {"urls", "username", "credential",
@@ -30,7 +32,7 @@ _CREDENTIALS_HELP = """Print one RTCIceServer object as JSON: {"urls", "username
 
 The secret comes from exactly one of --secret-file (one secret per line, the first one issues),
 --secret-env (comma-separated, first issues) or --config (the relay's own auth settings, whose
-[api]/[server] settings also provide the URLs when no --url is given).
+api.urls, server.public_host or listen addresses also provide the URLs when no --url is given).
 
 \b
 Example:
@@ -38,22 +40,38 @@ Example:
       --secret-env TURN_SECRETS --url 'turn:turn.example.com:3478?transport=udp'
 """
 
-_SERVE_HELP = """Run the relay: from a TOML config (see configs/turn_relay.example.toml), from
-flags, or both (flags override the file). Without --config the defaults suit a laptop: realm
-"turnkit", UDP and TCP on 127.0.0.1:3478, relay sockets on the listen address.
+_SERVE_HELP = """Run the relay from flags, from a TOML config (see
+configs/turn_relay.example.toml), or both. Each setting has one default, shown below and used
+with or without --config: flags override the file, the file overrides the defaults. With
+nothing set the relay suits a laptop: realm "turnkit", UDP and TCP on 127.0.0.1:3478, relay
+sockets on 127.0.0.1.
 
-Secrets are read from the files or environment variables named (never from flags). SIGHUP
-re-reads them without dropping allocations; SIGTERM stops cleanly. With --check the config and
-secrets are validated and nothing is started.
+Credentials come from the files or environment variables named, never from flags. SIGHUP
+reloads them without dropping allocations; SIGTERM stops cleanly. --check validates the
+settings, reads the secrets, prints what would run, and exits.
 
 \b
-Example:
-  turn-relay serve --config /etc/turnkit/turn_relay.toml --workers 4
-  turn-relay serve --listen 127.0.0.1 --secret-file ./secrets --allowed-peer 127.0.0.0/8
+Examples:
+  # on a laptop: make a REST secret, relay to peers on loopback
+  head -c 24 /dev/urandom | base64 > rest-secret
+  turn-relay serve --secret-file rest-secret --allowed-peer 127.0.0.0/8
+
+\b
+  # plus the HTTP API for an app's backend, handing out turn:127.0.0.1:3478 URLs
+  head -c 24 /dev/urandom | base64 > api-key
+  turn-relay serve --secret-file rest-secret --api-port 8080 --api-key-file api-key
+  curl -H "Authorization: Bearer $(cat api-key)" 'http://127.0.0.1:8080/credentials?user=alice'
+
+\b
+  # a deployment: copy and edit configs/turn_relay.example.toml, validate it, run it
+  turn-relay serve --config /etc/turnkit/turn_relay.toml --check
+  turn-relay serve --config /etc/turnkit/turn_relay.toml
 """
 
+_CONTEXT = {"max_content_width": 100}
 
-@click.group(help=_MAIN_HELP)
+
+@click.group(help=_MAIN_HELP, context_settings=_CONTEXT)
 def main() -> None:
     pass
 
@@ -123,7 +141,12 @@ def credentials(
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--user") from None
     if not urls and config is not None:
-        urls = relay_config.ice_urls(config)
+        try:
+            urls = relay_config.ice_urls(config)
+        except ConfigError as exc:
+            raise click.UsageError(
+                f"no URL: give --url (repeatable), or in --config: {exc}"
+            ) from None
     if not urls:
         raise click.UsageError("no URL: give --url (repeatable) or a --config that yields URLs")
     credential = issue(secret, user, ttl, time.time(), separator)
@@ -139,7 +162,7 @@ def credentials(
 def start_server(config: TurnConfig, secrets: Secrets, **options: Any) -> None:
     """Run the relay until SIGTERM/SIGINT (uvloop when installed).
 
-    ``options``: ``legacy_channels`` and ``log_level`` of `turn_relay.runner.run_relay`.
+    ``options``: ``log_level`` of `turn_relay.runner.run_relay`.
     """
     from turn_relay.runner import run_relay
 
@@ -149,44 +172,52 @@ def start_server(config: TurnConfig, secrets: Secrets, **options: Any) -> None:
         raise click.ClickException(f"cannot start the relay: {exc}") from None
 
 
-@main.command(help=_SERVE_HELP, short_help="Run the relay (TOML config and/or flags).")
+def summary(config: TurnConfig) -> list[str]:
+    """What `serve` would run, one aspect a line (printed by --check)."""
+    listen, relay, api = config.listen, config.relay, config.api
+    listeners = ", ".join(
+        f"{x.transport} {_host_port(x.address, x.port)}" for x in listen.listeners()
+    )
+    relays = ", ".join(
+        a if relay.advertised(a) == a else f"{a} (advertised {relay.advertised(a)})"
+        for a in relay.addresses
+    )
+    rfc5766 = config.allocation.rfc5766_channels
+    channels = "0x4000-0x7FFF (RFC 5766)" if rfc5766 else "0x4000-0x4FFF (RFC 8656)"
+    lines = [
+        f"listen:  {listeners}",
+        f"relay:   {relays}, ports {relay.port_min}-{relay.port_max}, channels {channels}",
+    ]
+    if api.enabled:
+        urls = " ".join(relay_config.ice_urls(config))
+        lines.append(f"api:     http://{_host_port(api.listen, api.port)} hands out {urls}")
+    else:
+        lines.append("api:     off")
+    return lines
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# Defaults shown in --help: the config's own (turn_relay.config), so both modes agree.
+_LISTEN, _QUOTAS = relay_config.ListenConfig(), relay_config.QuotaConfig()
+_LIMIT, _SERVER = relay_config.RateLimitConfig(), relay_config.ServerConfig()
+_PORTS = "{}-{}".format(*relay_config.DEFAULT_PORT_RANGE)
+_PORT = click.IntRange(0, 65535)
+_FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+@main.command(help=_SERVE_HELP, short_help="Run the relay (flags and/or a TOML config).")
 @click.option(
     "--config",
     "config_path",
     envvar="TURNKIT_RELAY_CONFIG",
     show_envvar=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Relay TOML config; flags below override it.",
+    type=_FILE,
+    help="Relay TOML config; the flags below override it.",
 )
-@click.option(
-    "--workers", type=click.IntRange(0, 256), help="Override server.workers (0 = one per core)."
-)
-@click.option("--check", is_flag=True, help="Validate config and secrets, then exit.")
-@click.option("--realm", help="REALM of long-term credentials [default: turnkit].")
-@click.option("--public-host", help="Host name for the TURN URLs the HTTP API hands out.")
-@click.option("--listen", multiple=True, help="Listen address; repeatable [default: 127.0.0.1].")
-@click.option("--port", type=click.IntRange(0, 65535), help="UDP and TCP port [default: 3478].")
-@click.option("--tls-port", type=click.IntRange(0, 65535), help="TLS port (e.g. 5349).")
-@click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path), help="PEM chain.")
-@click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), help="PEM key.")
-@click.option("--relay-address", multiple=True, help="Local relay address; one per family.")
-@click.option(
-    "--external-address",
-    multiple=True,
-    help="Advertised relay address behind 1:1 NAT: ADVERTISED or LOCAL=ADVERTISED.",
-)
-@click.option("--port-range", help="Relay ports MIN-MAX [default: 49152-65535].")
-@click.option(
-    "--secret-file", type=click.Path(dir_okay=False, path_type=Path), help="REST secrets."
-)
-@click.option("--secret-env", metavar="VAR", help="Environment variable with REST secrets.")
-@click.option("--users-file", type=click.Path(dir_okay=False, path_type=Path), help="user:pass.")
-@click.option("--allowed-peer", multiple=True, help="CIDR peers may be in; repeatable.")
-@click.option("--denied-peer", multiple=True, help="CIDR peers may not be in; repeatable.")
-@click.option("--max-allocations-per-user", type=click.IntRange(0), help="486 beyond this.")
-@click.option("--max-allocations", type=click.IntRange(0), help="Total allocations (0 = no cap).")
-@click.option("--api-port", type=click.IntRange(1, 65535), help="Enable the HTTP API on port.")
-@click.option("--api-key-file", type=click.Path(dir_okay=False, path_type=Path), help="API key.")
+@click.option("--check", is_flag=True, help="Validate, read the secrets, print a summary, exit.")
 @click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
@@ -195,17 +226,115 @@ def start_server(config: TurnConfig, secrets: Secrets, **options: Any) -> None:
     help="Logging threshold (debug shows why each request was refused).",
 )
 @click.option(
-    "--rfc5766-channels",
-    is_flag=True,
-    help="Also accept channels 0x5000-0x7FFF (RFC 5766 clients, e.g. turnutils_uclient).",
+    "--realm", metavar="NAME", help=f"REALM of long-term credentials. [default: {_SERVER.realm}]"
+)
+@click.option(
+    "--listen",
+    metavar="ADDRESS",
+    multiple=True,
+    help="Address clients reach the relay on; repeatable."
+    f" [default: {', '.join(_LISTEN.addresses)}]",
+)
+@click.option(
+    "--port", type=_PORT, metavar="PORT", help=f"UDP and TCP port. [default: {_LISTEN.udp_port}]"
+)
+@click.option(
+    "--tls-port",
+    type=_PORT,
+    metavar="PORT",
+    help=f"TLS port, e.g. 5349; needs --tls-cert, --tls-key. [default: {_LISTEN.tls_port} = off]",
+)
+@click.option("--tls-cert", type=_FILE, help="TLS certificate chain (PEM).")
+@click.option("--tls-key", type=_FILE, help="TLS private key (PEM).")
+@click.option(
+    "--relay-address",
+    metavar="ADDRESS",
+    multiple=True,
+    help="Local address relay sockets bind to; one per family, repeatable. [default: the first"
+    " --listen address of each family; required when listening on 0.0.0.0 or ::]",
+)
+@click.option(
+    "--external-address",
+    metavar="[LOCAL=]ADVERTISED",
+    multiple=True,
+    help="Relay address clients are told behind 1:1 NAT; LOCAL= picks the relay address when"
+    " there are several. Repeatable.",
+)
+@click.option("--port-range", metavar="MIN-MAX", help=f"Relay socket ports. [default: {_PORTS}]")
+@click.option(
+    "--rfc5766-channels/--rfc8656-channels",
+    default=None,
+    help="Accept channel numbers 0x4000-0x7FFF as RFC 5766 did (coturn's turnutils_uclient"
+    " uses them), or only RFC 8656's 0x4000-0x4FFF. [default: --rfc8656-channels]",
+)
+@click.option("--secret-file", type=_FILE, help="REST secrets, one per line; the first issues.")
+@click.option("--secret-env", metavar="VAR", help="Environment variable: REST secrets, a,b,...")
+@click.option("--users-file", type=_FILE, help="Static users, one user:password per line.")
+@click.option(
+    "--challenge-rate",
+    type=click.FloatRange(0, min_open=True),
+    metavar="PER_SECOND",
+    help="401/438 answers per second to one UDP source IP (IPv6: /64); more are dropped."
+    f" [default: {_LIMIT.per_second}]",
+)
+@click.option(
+    "--challenge-burst",
+    type=click.IntRange(1),
+    metavar="N",
+    help=f"401/438 answers one UDP source IP may get at once. [default: {_LIMIT.burst}]",
+)
+@click.option(
+    "--allowed-peer",
+    metavar="CIDR",
+    multiple=True,
+    help="Re-open a peer range the built-in deny list closes (e.g. 127.0.0.0/8); repeatable.",
+)
+@click.option(
+    "--denied-peer",
+    metavar="CIDR",
+    multiple=True,
+    help="Deny a peer range too; beats --allowed-peer; repeatable.",
+)
+@click.option(
+    "--max-allocations-per-user",
+    type=click.IntRange(0),
+    metavar="N",
+    help="Allocations per user, 486 beyond (0 = no cap)."
+    f" [default: {_QUOTAS.max_allocations_per_user}]",
+)
+@click.option(
+    "--max-allocations",
+    type=click.IntRange(0),
+    metavar="N",
+    help=f"Allocations in total (0 = no cap). [default: {_QUOTAS.max_allocations}]",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(0, 256),
+    metavar="N",
+    help=f"Worker processes (0 = one per core). [default: {_SERVER.workers}]",
+)
+@click.option(
+    "--api-port",
+    type=click.IntRange(1, 65535),
+    metavar="PORT",
+    help="Serve the HTTP API (GET /credentials, /healthz, /metrics) on api.listen (127.0.0.1)"
+    ":PORT. Needs --api-key-file; the URLs it hands out name --public-host, else each"
+    " --listen address.",
+)
+@click.option("--api-key-file", type=_FILE, help="HTTP API key (16+ characters), first line.")
+@click.option(
+    "--public-host",
+    metavar="NAME",
+    help="Host (DNS name or IP) in the TURN URLs the HTTP API hands out. [default: each"
+    " --listen address; required when listening on 0.0.0.0 or ::]",
 )
 def serve(
     *,
     config_path: Path | None,
-    workers: int | None,
     check: bool,
+    log_level: str,
     realm: str | None,
-    public_host: str | None,
     listen: tuple[str, ...],
     port: int | None,
     tls_port: int | None,
@@ -214,17 +343,20 @@ def serve(
     relay_address: tuple[str, ...],
     external_address: tuple[str, ...],
     port_range: str | None,
+    rfc5766_channels: bool | None,
     secret_file: Path | None,
     secret_env: str | None,
     users_file: Path | None,
+    challenge_rate: float | None,
+    challenge_burst: int | None,
     allowed_peer: tuple[str, ...],
     denied_peer: tuple[str, ...],
     max_allocations_per_user: int | None,
     max_allocations: int | None,
+    workers: int | None,
     api_port: int | None,
     api_key_file: Path | None,
-    log_level: str,
-    rfc5766_channels: bool,
+    public_host: str | None,
 ) -> None:
     try:
         flags = ServeFlags(
@@ -247,12 +379,14 @@ def serve(
             max_allocations=max_allocations,
             api_port=api_port,
             api_key_file=api_key_file,
+            rfc5766_channels=rfc5766_channels,
+            challenge_rate=challenge_rate,
+            challenge_burst=challenge_burst,
+            workers=workers,
         )
         config = load_with_flags(config_path, flags)
     except ValueError as exc:  # ConfigError included
         raise click.ClickException(str(exc)) from None
-    if workers is not None:
-        config = replace(config, server=replace(config.server, workers=workers))
     try:
         secrets = relay_config.load_secrets(config)
     except ConfigError as exc:
@@ -263,10 +397,10 @@ def serve(
         )
     if check:
         click.echo(f"{config_path or 'flags'}: OK (realm {config.server.realm!r})")
+        for line in summary(config):
+            click.echo(f"  {line}")
         return
     options: dict[str, Any] = {}  # only what differs: start_server(config, secrets) stays valid
-    if rfc5766_channels:
-        options["legacy_channels"] = True
     if log_level != "info":
         options["log_level"] = log_level
     start_server(config, secrets, **options)

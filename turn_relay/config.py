@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from pathlib import Path
@@ -23,9 +23,16 @@ class ConfigError(ValueError):
     """A bad value; the message starts with the dotted key, e.g. ``relay.port_range: ...``."""
 
 
+# Defaults: the dataclass defaults below are the only ones. The TOML parser falls back to them
+# for every key a file omits, and `turn-relay serve --help` shows them, so a file, flags and
+# flags over a file all start from the same values.
+DEFAULT_REALM = "turnkit"
+DEFAULT_LISTEN_ADDRESSES = ("127.0.0.1",)
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
-    realm: str
+    realm: str = DEFAULT_REALM
     public_host: str | None = None  # DNS name (or IP) put into generated TURN URLs
     workers: int = 1  # 0 = one per CPU core
 
@@ -35,9 +42,6 @@ class Listener:
     transport: str  # "udp", "tcp" or "tls"
     address: str
     port: int
-
-
-DEFAULT_LISTEN_ADDRESSES = ("0.0.0.0", "::")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +65,9 @@ class ListenConfig:
 
 @dataclass(frozen=True, slots=True)
 class RelayConfig:
-    addresses: tuple[str, ...]  # local addresses relay sockets bind to, at most one per family
+    # Local addresses relay sockets bind to, at most one per family. Default (in the parser):
+    # the listen addresses, which must then be concrete (see `default_relay_addresses`).
+    addresses: tuple[str, ...]
     port_min: int = 49152
     port_max: int = 65535
     external: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
@@ -81,6 +87,9 @@ class AllocationConfig:
     max_lifetime: int = 3600
     permission_lifetime: int = 300  # RFC 8656 fixes 300 s; change only for tests
     channel_lifetime: int = 600  # RFC 8656 fixes 600 s; change only for tests
+    # Accept channel numbers 0x4000-0x7FFF (RFC 5766) instead of 0x4000-0x4FFF (RFC 8656):
+    # coturn's turnutils_uclient still picks numbers above 0x4FFF.
+    rfc5766_channels: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +101,7 @@ class QuotaConfig:  # 0 = unlimited everywhere
 
 
 @dataclass(frozen=True, slots=True)
-class RateLimitConfig:
+class RateLimitConfig:  # 401/438 answers per UDP source (IPv6: per /64); a token bucket
     per_second: float = 1.0
     burst: int = 10
     max_sources: int = 65_536
@@ -122,7 +131,8 @@ class ApiConfig:
     port: int = 8080
     api_key_file: Path | None = None
     api_key_env: str | None = None
-    urls: tuple[str, ...] = ()  # empty: derived from server.public_host and the listen ports
+    # Empty: derived, see `ice_urls` (server.public_host, else the listen addresses).
+    urls: tuple[str, ...] = ()
     default_ttl: int = 3600
     max_ttl: int = 86400
 
@@ -173,6 +183,9 @@ class _Table:
 
     def keys(self) -> list[str]:
         return list(self._data)
+
+    def has(self, key: str) -> bool:
+        return key in self._data
 
     def _get(self, key: str) -> object:
         self._read.add(key)
@@ -284,29 +297,35 @@ def _one_source(table: _Table, file_key: str, env_key: str) -> tuple[Path | None
 
 
 # ---------------------------------------------------------------------------------------------
-# One parser per section.
+# One parser per section. Every default comes from the dataclasses above.
+
+_SERVER, _LISTEN, _ALLOCATION = ServerConfig(), ListenConfig(), AllocationConfig()
+_QUOTAS, _LIMIT, _AUTH, _API = QuotaConfig(), RateLimitConfig(), AuthConfig(), ApiConfig()
+_METRICS, _RELAY = MetricsConfig(), RelayConfig(())
+DEFAULT_PORT_RANGE = (_RELAY.port_min, _RELAY.port_max)
 
 
 def _server(table: _Table) -> ServerConfig:
-    realm = table.optional_text("realm")
+    realm = table.text("realm", _SERVER.realm)
     if not realm:
-        raise table.fail("realm", "required (the REALM of long-term credentials)")
+        raise table.fail("realm", f"is empty (omit it for the default {DEFAULT_REALM!r})")
     if len(realm) > 127 or not realm.isprintable() or '"' in realm or "\\" in realm:
         raise table.fail("realm", f"{realm!r} must be under 128 printable characters, no quotes")
     public_host = table.optional_text("public_host")
-    workers = table.integer("workers", 1, 0, 256)
+    workers = table.integer("workers", _SERVER.workers, 0, 256)
     table.finish()
     return ServerConfig(realm, public_host or None, workers)
 
 
 def _listen(table: _Table) -> ListenConfig:
-    addresses = table.text_list("addresses", DEFAULT_LISTEN_ADDRESSES)
+    addresses = table.text_list("addresses", _LISTEN.addresses)
     if not addresses:
         raise table.fail("addresses", "needs at least one address")
     for address in addresses:
         _check_ip(table, "addresses", address)
-    udp, tcp = table.integer("udp_port", 3478, 0, 65535), table.integer("tcp_port", 3478, 0, 65535)
-    tls = table.integer("tls_port", 0, 0, 65535)
+    udp = table.integer("udp_port", _LISTEN.udp_port, 0, 65535)
+    tcp = table.integer("tcp_port", _LISTEN.tcp_port, 0, 65535)
+    tls = table.integer("tls_port", _LISTEN.tls_port, 0, 65535)
     cert, key = table.optional_path("tls_cert_file"), table.optional_path("tls_key_file")
     table.finish()
     if not (udp or tcp or tls):
@@ -321,18 +340,44 @@ def _listen(table: _Table) -> ListenConfig:
 
 def _port_range(table: _Table) -> tuple[int, int]:
     ports = table.table("port_range")
-    low = ports.integer("min", 49152, 1, 65535)
-    high = ports.integer("max", 65535, 1, 65535)
+    low = ports.integer("min", DEFAULT_PORT_RANGE[0], 1, 65535)
+    high = ports.integer("max", DEFAULT_PORT_RANGE[1], 1, 65535)
     ports.finish()
     if low > high:
         raise table.fail("port_range", f"min {low} > max {high}")
     return low, high
 
 
-def _relay_addresses(table: _Table, external: Mapping[str, str]) -> tuple[str, ...]:
+def default_relay_addresses(listen: Sequence[str]) -> tuple[str, ...]:
+    """relay.addresses when none is given: the first listen address of each family.
+
+    Raises ValueError when a listen address is 0.0.0.0 or ``::``: a relay socket needs the
+    concrete address its peers see, which a wildcard listener does not say.
+    """
+    wildcards = [address for address in listen if ip_address(address).is_unspecified]
+    if wildcards:
+        raise ValueError(
+            f"required when listen.addresses has {' and '.join(wildcards)}: name the concrete"
+            " local address(es) relay sockets bind to (--relay-address)"
+        )
+    chosen: dict[int, str] = {}
+    for address in listen:
+        chosen.setdefault(ip_address(address).version, address)
+    return tuple(chosen.values())
+
+
+def _relay_addresses(
+    table: _Table, listen: ListenConfig, external: Mapping[str, str]
+) -> tuple[str, ...]:
+    given = table.has("addresses")
     addresses = table.text_list("addresses", ())
-    if not addresses:
-        raise table.fail("addresses", "required (local addresses the relay sockets bind to)")
+    if given and not addresses:
+        raise table.fail("addresses", "needs at least one address (or omit the key)")
+    if not given:
+        try:
+            addresses = default_relay_addresses(listen.addresses)
+        except ValueError as exc:
+            raise table.fail("addresses", str(exc)) from None
     seen: dict[int, str] = {}
     for address in addresses:
         ip = _check_ip(table, "addresses", address)
@@ -364,7 +409,7 @@ def _relay_external(table: _Table) -> dict[str, str]:
 
 def _relay(table: _Table, listen: ListenConfig) -> RelayConfig:
     external = _relay_external(table)
-    addresses = _relay_addresses(table, external)
+    addresses = _relay_addresses(table, listen, external)
     for local in external:
         if local not in addresses:
             raise table.fail("external", f"{local} is not one of relay.addresses")
@@ -377,22 +422,23 @@ def _relay(table: _Table, listen: ListenConfig) -> RelayConfig:
 
 
 def _allocation(table: _Table) -> AllocationConfig:
-    default = table.integer("default_lifetime", 600, 1)
-    maximum = table.integer("max_lifetime", 3600, 1)
-    permission = table.integer("permission_lifetime", 300, 1)
-    channel = table.integer("channel_lifetime", 600, 1)
+    default = table.integer("default_lifetime", _ALLOCATION.default_lifetime, 1)
+    maximum = table.integer("max_lifetime", _ALLOCATION.max_lifetime, 1)
+    permission = table.integer("permission_lifetime", _ALLOCATION.permission_lifetime, 1)
+    channel = table.integer("channel_lifetime", _ALLOCATION.channel_lifetime, 1)
+    rfc5766_channels = table.boolean("rfc5766_channels", _ALLOCATION.rfc5766_channels)
     table.finish()
     if default > maximum:
         raise table.fail("default_lifetime", f"{default} > allocation.max_lifetime {maximum}")
-    return AllocationConfig(default, maximum, permission, channel)
+    return AllocationConfig(default, maximum, permission, channel, rfc5766_channels)
 
 
 def _quotas(table: _Table) -> QuotaConfig:
     quotas = QuotaConfig(
-        table.integer("max_allocations_per_user", 100, 0),
-        table.integer("max_allocations", 0, 0),
-        table.integer("max_permissions_per_allocation", 64, 0),
-        table.integer("max_bandwidth_per_allocation", 0, 0),
+        table.integer("max_allocations_per_user", _QUOTAS.max_allocations_per_user, 0),
+        table.integer("max_allocations", _QUOTAS.max_allocations, 0),
+        table.integer("max_permissions_per_allocation", _QUOTAS.max_permissions_per_allocation, 0),
+        table.integer("max_bandwidth_per_allocation", _QUOTAS.max_bandwidth_per_allocation, 0),
     )
     table.finish()
     return quotas
@@ -400,9 +446,9 @@ def _quotas(table: _Table) -> QuotaConfig:
 
 def _rate_limit(table: _Table) -> RateLimitConfig:
     limit = RateLimitConfig(
-        table.positive_number("per_second", 1.0),
-        table.integer("burst", 10, 1),
-        table.integer("max_sources", 65_536, 1),
+        table.positive_number("per_second", _LIMIT.per_second),
+        table.integer("burst", _LIMIT.burst, 1),
+        table.integer("max_sources", _LIMIT.max_sources, 1),
     )
     table.finish()
     return limit
@@ -411,11 +457,11 @@ def _rate_limit(table: _Table) -> RateLimitConfig:
 def _auth(table: _Table) -> AuthConfig:
     users_file = table.optional_path("users_file")
     secrets_file, secrets_env = _one_source(table, "rest_secrets_file", "rest_secrets_env")
-    separator = table.text("separator", DEFAULT_SEPARATOR)
+    separator = table.text("separator", _AUTH.separator)
     if len(separator) != 1 or separator.isdigit() or not separator.isprintable():
         raise table.fail("separator", f"{separator!r} must be one printable non-digit character")
-    strict_expiry = table.boolean("strict_expiry", True)
-    nonce_lifetime = table.positive_number("nonce_lifetime", 600.0)
+    strict_expiry = table.boolean("strict_expiry", _AUTH.strict_expiry)
+    nonce_lifetime = table.positive_number("nonce_lifetime", _AUTH.nonce_lifetime)
     limit = _rate_limit(table.table("unauthorized_limit"))
     table.finish()
     return AuthConfig(
@@ -437,27 +483,38 @@ def _check_urls(table: _Table, urls: tuple[str, ...]) -> None:
             raise table.fail(f"urls[{index}]", f"{url!r} must start with turn:, turns: or stun:")
 
 
-def _api(table: _Table, server: ServerConfig) -> ApiConfig:
-    enabled = table.boolean("enabled", False)
-    listen = table.text("listen", "127.0.0.1")
-    _check_ip(table, "listen", listen)
-    port = table.integer("port", 8080, 1, 65535)
+def _api(
+    table: _Table, server: ServerConfig, listen: ListenConfig, relay: RelayConfig
+) -> ApiConfig:
+    enabled = table.boolean("enabled", _API.enabled)
+    address = table.text("listen", _API.listen)
+    _check_ip(table, "listen", address)
+    port = table.integer("port", _API.port, 1, 65535)
     key_file, key_env = _one_source(table, "api_key_file", "api_key_env")
-    urls = table.text_list("urls", ())
+    urls = table.text_list("urls", _API.urls)
     _check_urls(table, urls)
-    default_ttl, max_ttl = table.integer("default_ttl", 3600, 1), table.integer("max_ttl", 86400, 1)
+    default_ttl = table.integer("default_ttl", _API.default_ttl, 1)
+    max_ttl = table.integer("max_ttl", _API.max_ttl, 1)
     table.finish()
     if default_ttl > max_ttl:
         raise table.fail("default_ttl", f"{default_ttl} > api.max_ttl {max_ttl}")
     if enabled and key_file is None and key_env is None:
-        raise table.fail("api_key_file", "set api_key_file or api_key_env when api.enabled")
-    if enabled and not urls and server.public_host is None:
-        raise table.fail("urls", "empty and server.public_host unset: no URL to hand out")
-    return ApiConfig(enabled, listen, port, key_file, key_env, urls, default_ttl, max_ttl)
+        raise table.fail(
+            "api_key_file", "set api_key_file or api_key_env when api.enabled (--api-key-file)"
+        )
+    if enabled and not urls:
+        try:
+            _url_hosts(server, listen, relay)
+        except ValueError as exc:
+            raise table.fail("urls", str(exc)) from None
+    return ApiConfig(enabled, address, port, key_file, key_env, urls, default_ttl, max_ttl)
 
 
 def _metrics(table: _Table) -> MetricsConfig:
-    metrics = MetricsConfig(table.boolean("enabled", True), table.boolean("require_api_key", False))
+    metrics = MetricsConfig(
+        table.boolean("enabled", _METRICS.enabled),
+        table.boolean("require_api_key", _METRICS.require_api_key),
+    )
     table.finish()
     return metrics
 
@@ -471,15 +528,16 @@ def parse(data: Mapping[str, object]) -> TurnConfig:
     root = _Table(data, "")
     server = _server(root.table("server"))
     listen = _listen(root.table("listen"))
+    relay = _relay(root.table("relay"), listen)
     config = TurnConfig(
         server=server,
-        relay=_relay(root.table("relay"), listen),
+        relay=relay,
         listen=listen,
         allocation=_allocation(root.table("allocation")),
         quotas=_quotas(root.table("quotas")),
         auth=_auth(root.table("auth")),
         peer_policy=_peer_policy(root.table("peer_policy")),
-        api=_api(root.table("api"), server),
+        api=_api(root.table("api"), server, listen, relay),
         metrics=_metrics(root.table("metrics")),
     )
     root.finish()
@@ -508,19 +566,62 @@ def _bracketed(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def _url_hosts(server: ServerConfig, listen: ListenConfig, relay: RelayConfig) -> tuple[str, ...]:
+    """Hosts for derived TURN URLs: server.public_host, else each listen address clients dial.
+
+    A listen address that is also a relay address mapped in relay.external (1:1 NAT) becomes
+    its advertised address; any other is dialled as it is, unless it is 0.0.0.0/``::`` (it
+    names no address) or another address of its family is behind NAT (clients may not see it).
+    Raises ValueError saying what to set instead.
+    """
+    if server.public_host is not None:
+        return (server.public_host,)
+    hint = "set server.public_host (--public-host) or api.urls"
+    natted = {ip_address(local).version for local in relay.external}
+    hosts: list[str] = []
+    for address in listen.addresses:
+        ip = ip_address(address)
+        if address in relay.external:
+            hosts.append(relay.external[address])
+        elif ip.is_unspecified:
+            raise ValueError(
+                f"no URL to hand out: listen address {address} is a wildcard, not an address"
+                f" clients can dial; {hint}"
+            )
+        elif ip.version in natted:
+            raise ValueError(
+                f"no URL to hand out: listen address {address} may be behind the 1:1 NAT of"
+                f" relay.external, which does not map it; {hint}"
+            )
+        else:
+            hosts.append(address)
+    return tuple(dict.fromkeys(hosts))
+
+
 def ice_urls(config: TurnConfig) -> tuple[str, ...]:
-    """``api.urls`` if set, else one TURN URL per enabled transport on ``server.public_host``."""
+    """The URLs an RTCIceServer gets: ``api.urls`` if set, else derived.
+
+    Derived: for each host (``server.public_host``, else each listen address, see
+    `_url_hosts`), one URL per enabled transport: ``turn:...?transport=udp``,
+    ``turn:...?transport=tcp``, ``turns:...?transport=tcp``. Raises ConfigError (naming
+    ``api.urls``) when no host can be derived.
+    """
     if config.api.urls:
         return config.api.urls
-    if config.server.public_host is None:
-        return ()
-    host, listen = _bracketed(config.server.public_host), config.listen
-    candidates = (
-        (listen.udp_port, f"turn:{host}:{listen.udp_port}?transport=udp"),
-        (listen.tcp_port, f"turn:{host}:{listen.tcp_port}?transport=tcp"),
-        (listen.tls_port, f"turns:{host}:{listen.tls_port}?transport=tcp"),
-    )
-    return tuple(url for port, url in candidates if port)
+    try:
+        hosts = _url_hosts(config.server, config.listen, config.relay)
+    except ValueError as exc:
+        raise ConfigError(f"api.urls: {exc}") from None
+    listen = config.listen
+    urls: list[str] = []
+    for host in map(_bracketed, hosts):
+        candidates = (
+            (listen.udp_port, f"turn:{host}:{listen.udp_port}?transport=udp"),
+            (listen.tcp_port, f"turn:{host}:{listen.tcp_port}?transport=tcp"),
+            (listen.tls_port, f"turns:{host}:{listen.tls_port}?transport=tcp"),
+        )
+        urls += [url for port, url in candidates if port]
+    return tuple(urls)
 
 
 # ---------------------------------------------------------------------------------------------

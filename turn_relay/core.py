@@ -41,7 +41,7 @@ from .actions import (
 )
 from .allocate import AllocateHandler
 from .allocation import Address, Allocation, FiveTuple, Transport, family_of
-from .authenticate import Authenticated, Authenticator, Rejected
+from .authenticate import WRONG_CREDENTIALS, Authenticated, Authenticator, Rejected
 from .fastpath import (
     DataIndicationEncoder,
     channel_data,
@@ -291,7 +291,7 @@ class RelayCore:
         except RequestError as exc:
             logger.debug("%s from %s: %s", _method_name(request.method), five_tuple.client, exc)
             if exc.code == 441:
-                self.stats.auth_failures[441] += 1
+                self.stats.auth_failures[WRONG_CREDENTIALS] += 1
             response, changes = error(request, exc.code, *exc.extra), []
         actions = self._apply(changes)
         actions.extend(self._answer(request, five_tuple, response, signing))
@@ -317,7 +317,12 @@ class RelayCore:
         rejected: Rejected,
         allocation: Allocation | None,
     ) -> list[Action]:
-        self.stats.auth_failures[rejected.code] += 1
+        if rejected.code == 438:
+            self.stats.stale_nonces[rejected.why] += 1
+        elif rejected.is_challenge:
+            self.stats.auth_challenges += 1
+        else:
+            self.stats.auth_failures[rejected.why] += 1
         actions: list[Action] = []
         if rejected.expired_allocation and allocation is not None:
             actions = self._apply(self.table.remove(allocation, "credential-expired"))

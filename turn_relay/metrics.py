@@ -6,6 +6,13 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .authenticate import FAILURE_REASONS, NONCE_REASONS
+
+
+def _zeros(labels: tuple[str, ...]) -> Counter[str]:
+    """A counter holding every known label at 0, so its series exist before the first event."""
+    return Counter(dict.fromkeys(labels, 0))
+
 
 @dataclass(slots=True)
 class CoreStats:
@@ -14,7 +21,10 @@ class CoreStats:
     allocations_created: int = 0
     allocations_removed: Counter[str] = field(default_factory=Counter)  # by reason
     error_responses: Counter[int] = field(default_factory=Counter)  # by code, all methods
-    auth_failures: Counter[int] = field(default_factory=Counter)  # 400/401/438/441 by code
+    # Authentication outcomes other than success, by the authenticator's ``why``:
+    auth_challenges: int = 0  # 401 to a request without credentials (every client's first step)
+    auth_failures: Counter[str] = field(default_factory=lambda: _zeros(FAILURE_REASONS))
+    stale_nonces: Counter[str] = field(default_factory=lambda: _zeros(NONCE_REASONS))  # 438
     rate_limited: int = 0  # 401/438 not sent: the source exceeded its budget
     requests: Counter[str] = field(default_factory=Counter)  # by method name
     packets_to_peer: int = 0
@@ -44,6 +54,7 @@ def snapshot(
         "turnkit_relay_sockets_open": relays,
         "turnkit_relay_stream_connections_open": connections,
         "turnkit_relay_allocations_created_total": core.allocations_created,
+        "turnkit_relay_auth_challenges_total": core.auth_challenges,
         "turnkit_relay_rate_limited_total": core.rate_limited,
         'turnkit_relay_relayed_packets_total{direction="to_peer"}': core.packets_to_peer
         + fast.packets_to_peer,
@@ -57,7 +68,8 @@ def snapshot(
     labelled = (
         ("turnkit_relay_allocations_removed_total", "reason", core.allocations_removed),
         ("turnkit_relay_error_responses_total", "code", core.error_responses),
-        ("turnkit_relay_auth_failures_total", "code", core.auth_failures),
+        ("turnkit_relay_auth_failures_total", "reason", core.auth_failures),
+        ("turnkit_relay_stale_nonces_total", "reason", core.stale_nonces),
         ("turnkit_relay_requests_total", "method", core.requests),
         ("turnkit_relay_dropped_total", "reason", core.dropped + fast.dropped),
     )
@@ -65,6 +77,39 @@ def snapshot(
         for key, value in sorted(counter.items(), key=lambda kv: str(kv[0])):
             flat[f'{name}{{{label}="{key}"}}'] = value
     return flat
+
+
+HELP: Mapping[str, str] = {
+    "turnkit_relay_allocations_active": "Allocations alive now.",
+    "turnkit_relay_sockets_open": "Relay sockets open now (allocations plus reserved ports).",
+    "turnkit_relay_stream_connections_open": "TCP/TLS client connections open now.",
+    "turnkit_relay_allocations_created_total": "Allocations created.",
+    "turnkit_relay_auth_challenges_total": (
+        "401 challenges: answers to requests without credentials, the first step of every"
+        " client's login (realm and nonce); healthy traffic, not a failure."
+    ),
+    "turnkit_relay_auth_failures_total": (
+        "Requests whose credentials were refused, by reason: bad-integrity (wrong password or"
+        " secret), unknown-user, expired (REST credential), wrong-realm, malformed-username,"
+        " missing-username-realm-or-nonce and password-algorithm-mismatch (400),"
+        " wrong-credentials (441, another user's allocation). Alert on this one."
+    ),
+    "turnkit_relay_stale_nonces_total": (
+        "438 Stale Nonce answers, by reason: stale-nonce (ours, too old; clients retry with the"
+        " new one) or invalid-nonce (not ours, e.g. issued before a restart)."
+    ),
+    "turnkit_relay_rate_limited_total": (
+        "401/438 answers not sent because the UDP source exceeded auth.unauthorized_limit."
+    ),
+    "turnkit_relay_relayed_packets_total": "Packets relayed, by direction.",
+    "turnkit_relay_relayed_bytes_total": "Payload bytes relayed, by direction.",
+    "turnkit_relay_allocations_removed_total": "Allocations removed, by reason.",
+    "turnkit_relay_error_responses_total": (
+        "Error responses sent, by code (includes the 401 challenges)."
+    ),
+    "turnkit_relay_requests_total": "Requests handled by the core, by method.",
+    "turnkit_relay_dropped_total": "Packets dropped, by reason.",
+}
 
 
 def prometheus_text(flat: Mapping[str, float]) -> str:
@@ -75,6 +120,8 @@ def prometheus_text(flat: Mapping[str, float]) -> str:
         name = key.split("{", 1)[0]
         if name not in seen:
             seen.add(name)
+            if name in HELP:
+                lines.append(f"# HELP {name} {HELP[name]}")
             lines.append(f"# TYPE {name} {'counter' if name.endswith('_total') else 'gauge'}")
         shown = int(value) if float(value).is_integer() else value
         lines.append(f"{key} {shown}")

@@ -15,7 +15,6 @@ def run_relay(
     config: TurnConfig,
     secrets: Secrets,
     *,
-    legacy_channels: bool = False,
     log_level: str = "info",
 ) -> None:
     """Serve until SIGTERM/SIGINT. Raises OSError when a listener or relay address fails."""
@@ -28,7 +27,7 @@ def run_relay(
             "server.workers=%d: worker processes are not implemented yet; running one process",
             config.server.workers,
         )
-    server = RelayServer(config, secrets, legacy_channels=legacy_channels)
+    server = RelayServer(config, secrets)
     try:
         import uvloop
     except ImportError:

@@ -1,8 +1,9 @@
-"""``turn-relay serve`` flags: merged over the TOML config (or over defaults without one).
+"""``turn-relay serve`` flags: merged over the TOML config (or over an empty one without it).
 
 Flags become the same nested mapping a TOML file decodes to, so `turn_relay.config.parse`
-validates both the same way and reports errors by key. Without ``--config`` the defaults are
-loopback-friendly: realm "turnkit", listen on 127.0.0.1, relay from the listen address.
+validates both the same way, reports errors by key and fills in the same defaults: flags override
+the file, the file overrides the defaults, and the defaults (`turn_relay.config`) are the same
+with or without a file: realm "turnkit", listen on 127.0.0.1, relay from the listen address.
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from ipaddress import ip_address
 from pathlib import Path
 
-from .config import ConfigError, TurnConfig, parse
-
-DEFAULT_REALM = "turnkit"
-DEFAULT_LISTEN = "127.0.0.1"
+from .config import (
+    DEFAULT_LISTEN_ADDRESSES,
+    ConfigError,
+    TurnConfig,
+    default_relay_addresses,
+    parse,
+)
 
 Document = dict[str, object]
 
@@ -42,6 +45,10 @@ class ServeFlags:
     max_allocations: int | None = None
     api_port: int | None = None
     api_key_file: Path | None = None
+    rfc5766_channels: bool | None = None
+    challenge_rate: float | None = None  # auth.unauthorized_limit.per_second
+    challenge_burst: int | None = None  # auth.unauthorized_limit.burst
+    workers: int | None = None
 
 
 def parse_port_range(text: str) -> tuple[int, int]:
@@ -63,13 +70,17 @@ def _put(document: Document, section: str, key: str, value: object) -> None:
         _section(document, section)[key] = list(value) if isinstance(value, tuple) else value
 
 
-def _external(flags: ServeFlags, relays: list[str]) -> dict[str, str]:
+def _external(flags: ServeFlags, document: Document) -> dict[str, str]:
     mapping: dict[str, str] = {}
     for item in flags.external:
         local, sep, advertised = item.partition("=")
         if not sep:
+            relays = _relay_addresses(document)
             if len(relays) != 1:
-                raise ConfigError("--external-address: use LOCAL=ADVERTISED with several relays")
+                raise ConfigError(
+                    f"--external-address {item}: ADVERTISED alone needs exactly one relay"
+                    f" address (have {len(relays)}); use LOCAL=ADVERTISED"
+                )
             local, advertised = relays[0], item
         mapping[local.strip()] = advertised.strip()
     return mapping
@@ -78,6 +89,7 @@ def _external(flags: ServeFlags, relays: list[str]) -> dict[str, str]:
 def _apply(document: Document, flags: ServeFlags) -> None:
     _put(document, "server", "realm", flags.realm)
     _put(document, "server", "public_host", flags.public_host)
+    _put(document, "server", "workers", flags.workers)
     _put(document, "listen", "addresses", flags.listen)
     _put(document, "listen", "udp_port", flags.port)
     _put(document, "listen", "tcp_port", flags.port)
@@ -101,24 +113,16 @@ def _apply(document: Document, flags: ServeFlags) -> None:
         _put(document, "api", "enabled", True)
         _put(document, "api", "port", flags.api_port)
     _put(document, "api", "api_key_file", str(flags.api_key_file) if flags.api_key_file else None)
-
-
-def _default_relays(document: Document) -> None:
-    """Without relay.addresses, relay from each concrete listen address (one per family)."""
-    relay = _section(document, "relay")
-    if relay.get("addresses"):
-        return
-    listen = _section(document, "listen").get("addresses") or [DEFAULT_LISTEN]
-    chosen: dict[int, str] = {}
-    for text in listen if isinstance(listen, list) else []:
-        address = ip_address(str(text))
-        if not address.is_unspecified:
-            chosen.setdefault(address.version, str(address))
-    if not chosen:
-        raise ConfigError(
-            "relay.addresses: required when listening on 0.0.0.0/:: (--relay-address)"
-        )
-    relay["addresses"] = list(chosen.values())
+    _put(document, "allocation", "rfc5766_channels", flags.rfc5766_channels)
+    if flags.challenge_rate is not None or flags.challenge_burst is not None:
+        auth = _section(document, "auth")
+        limit = auth.setdefault("unauthorized_limit", {})
+        if not isinstance(limit, dict):
+            raise ConfigError("auth.unauthorized_limit: expected a table")
+        if flags.challenge_rate is not None:
+            limit["per_second"] = flags.challenge_rate
+        if flags.challenge_burst is not None:
+            limit["burst"] = flags.challenge_burst
 
 
 def load(config_path: Path | None, flags: ServeFlags) -> TurnConfig:
@@ -131,13 +135,8 @@ def load(config_path: Path | None, flags: ServeFlags) -> TurnConfig:
             raise ConfigError(f"{config_path}: {exc.strerror or exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{config_path}: TOML syntax: {exc}") from None
-    else:
-        _section(document, "server")["realm"] = DEFAULT_REALM
-        _section(document, "listen")["addresses"] = [DEFAULT_LISTEN]
     _apply(document, flags)
-    if config_path is None:
-        _default_relays(document)
-    external = _external(flags, list(_relay_addresses(document)))
+    external = _external(flags, document)
     if external:
         _section(document, "relay")["external"] = external
     try:
@@ -148,6 +147,15 @@ def load(config_path: Path | None, flags: ServeFlags) -> TurnConfig:
 
 
 def _relay_addresses(document: Mapping[str, object]) -> list[str]:
-    relay = document.get("relay")
+    """relay.addresses as the parser will see them (given, or derived from the listen ones)."""
+    relay, listen = document.get("relay"), document.get("listen")
     addresses = relay.get("addresses") if isinstance(relay, dict) else None
-    return [str(a) for a in addresses] if isinstance(addresses, list) else []
+    if isinstance(addresses, list):
+        return [str(a) for a in addresses]
+    listening = listen.get("addresses") if isinstance(listen, dict) else None
+    if not isinstance(listening, list):
+        listening = list(DEFAULT_LISTEN_ADDRESSES)
+    try:
+        return list(default_relay_addresses([str(a) for a in listening]))
+    except ValueError as exc:
+        raise ConfigError(f"relay.addresses: {exc}") from None

@@ -224,10 +224,14 @@ class RelayServer:
         api = self.config.api
         if not api.enabled:
             return
-        app = create_app(ApiSettings.from_config(self.config), lambda: self.secrets, self.metrics)
+        settings = ApiSettings.from_config(self.config)
+        app = create_app(settings, lambda: self.secrets, self.metrics)
         self._api = web.AppRunner(app, access_log=None)
         await self._api.setup()
         await web.TCPSite(self._api, api.listen, api.port).start()
+        host = f"[{api.listen}]" if ":" in api.listen else api.listen
+        urls = " ".join(settings.urls)
+        logger.info("HTTP API on http://%s:%d; GET /credentials hands out %s", host, api.port, urls)
 
     def describe_listeners(self) -> list[str]:
         described = [f"udp {a[0]}:{a[1]}" for a in self.udp_listeners]

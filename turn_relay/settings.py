@@ -77,6 +77,6 @@ def settings_from_config(
         max_permissions_per_allocation=quotas.max_permissions_per_allocation,
         max_bandwidth=quotas.max_bandwidth_per_allocation,
         dont_fragment=dont_fragment,
-        legacy_channels=legacy_channels,
+        legacy_channels=legacy_channels or config.allocation.rfc5766_channels,
         software=software,
     )

@@ -39,6 +39,7 @@ pytestmark = pytest.mark.interop
 CHROMIUM = Path("/usr/bin/chromium")
 REALM = "chromium.test"
 SECRET = "chromium-interop-secret"
+API_KEY = "chromium-interop-api-key"
 RELAY_PORTS = (26000, 26999)  # below the ephemeral range, apart from the other interop tests
 MESSAGES = 20
 PAGE_DEADLINE = 25.0  # seconds for the whole page (three calls) to report back
@@ -237,10 +238,7 @@ def running_relay(directory: Path) -> Iterator[Relay]:
     secret_file = directory / "rest-secrets"
     secret_file.write_text(SECRET + "\n")
     api_key = directory / "api-key"
-    api_key.write_text("chromium-interop-api-key\n")
-    # --api-port needs api.urls or server.public_host, which no flag sets: a two-line config.
-    config = directory / "relay.toml"
-    config.write_text('[server]\npublic_host = "127.0.0.1"\n')
+    api_key.write_text(API_KEY + "\n")
     cert, key = write_self_signed(directory)
     relay = Relay(
         port=free_port(),
@@ -253,8 +251,8 @@ def running_relay(directory: Path) -> Iterator[Relay]:
     with relay.log.open("wb") as log:
         process = subprocess.Popen(
             [
-                TURN_RELAY, "serve", "--config", str(config), "--realm", REALM,
-                "--listen", "127.0.0.1", "--relay-address", "127.0.0.1",
+                # flags only: the relay address and the API's URLs follow from --listen
+                TURN_RELAY, "serve", "--realm", REALM, "--listen", "127.0.0.1",
                 "--port", str(relay.port), "--tls-port", str(relay.tls_port),
                 "--tls-cert", str(cert), "--tls-key", str(key),
                 "--port-range", "{}-{}".format(*RELAY_PORTS),
@@ -329,6 +327,21 @@ def chromium_command(url: str, profile: Path, relay: Relay) -> list[str]:
     ]
 
 
+async def fetch_api_urls(api_port: int) -> list[str]:
+    """The URLs GET /credentials hands out (what an app's backend would give the page)."""
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"http://127.0.0.1:{api_port}/credentials?user=chromium", headers=headers
+        ) as response,
+    ):
+        assert response.status == 200, await response.text()
+        server: dict[str, Any] = await response.json()
+    urls: list[str] = server["urls"]
+    return urls
+
+
 async def fetch_metrics(api_port: int) -> dict[str, float]:
     async with (
         aiohttp.ClientSession() as session,
@@ -384,6 +397,7 @@ def check_pair(pair: dict[str, Any] | None, transport: str, url: str, side: str)
 async def test_chromium_relay_only_calls(relay: Relay, tmp_path: Path) -> None:
     before = await fetch_metrics(relay.api_port)
     urls = relay.urls()
+    assert await fetch_api_urls(relay.api_port) == list(urls.values())
     runs = [
         {"transport": transport, "iceServer": relay.ice_server(f"chromium-{transport}", url)}
         for transport, url in urls.items()
@@ -441,6 +455,10 @@ async def test_chromium_relay_only_calls(relay: Relay, tmp_path: Path) -> None:
     # the only error a browser saw is the 401 challenge that starts every Allocate
     errors = {key for key in after if key.startswith("turnkit_relay_error_responses") and grew(key)}
     assert errors <= {'turnkit_relay_error_responses_total{code="401"}'}, after
+    # ... and it is counted as a challenge, not as an auth failure an alert would fire on
+    assert grew("turnkit_relay_auth_challenges_total") >= 2 * len(results), after
+    failures = {key for key in after if key.startswith("turnkit_relay_auth_failures") and grew(key)}
+    assert not failures, after
     for direction in ("to_peer", "to_client"):
         key = f'turnkit_relay_relayed_packets_total{{direction="{direction}"}}'
         assert grew(key) >= 2 * MESSAGES * len(results), (key, after)

@@ -183,7 +183,20 @@ def test_serve_passes_overrides_to_the_server(
             ["credentials"],
             ["RTCIceServer", "iceServers", "Example:", "--secret-file", "--secret-env"],
         ),
-        (["serve"], ["Example:", "--config", "--check", "TURNKIT_RELAY_CONFIG", "--workers"]),
+        (
+            ["serve"],
+            [
+                "Examples:",
+                "--config",
+                "--check",
+                "TURNKIT_RELAY_CONFIG",
+                "--workers",
+                "--public-host",
+                "--challenge-rate",
+                "--challenge-burst",
+                "--rfc5766-channels / --rfc8656-channels",
+            ],
+        ),
     ],
 )
 def test_help_explains_itself(args: list[str], expected: list[str]) -> None:
@@ -191,3 +204,51 @@ def test_help_explains_itself(args: list[str], expected: list[str]) -> None:
     assert code == 0
     for text in expected:
         assert text in output
+
+
+def test_credentials_from_a_config_without_public_host_use_the_listen_address(
+    tmp_path: Path,
+) -> None:
+    secrets = tmp_path / "rest-secrets"
+    secrets.write_text("s3cret\n")
+    config = tmp_path / "relay.toml"
+    config.write_text(
+        f'[listen]\naddresses = ["127.0.0.1"]\nudp_port = 3479\ntcp_port = 0\n'
+        f'[auth]\nrest_secrets_file = "{secrets}"\n'
+    )
+    code, output = run("credentials", "--user", "dave", "--config", str(config))
+    assert code == 0, output
+    assert json.loads(output)["urls"] == ["turn:127.0.0.1:3479?transport=udp"]
+
+
+def test_credentials_from_a_wildcard_config_say_what_to_set(tmp_path: Path) -> None:
+    config = tmp_path / "relay.toml"
+    config.write_text(
+        '[listen]\naddresses = ["0.0.0.0"]\n[relay]\naddresses = ["192.0.2.5"]\n'
+        '[auth]\nrest_secrets_env = "S"\n'
+    )
+    code, output = run("credentials", "--user", "a", "--config", str(config), env={"S": "x"})
+    assert code == 2
+    assert "listen address 0.0.0.0 is a wildcard" in output
+    assert "--public-host" in output
+
+
+def test_serve_api_port_from_flags_alone(tmp_path: Path) -> None:
+    """The user test: `serve --api-port N --api-key-file K` failed, as no flag set a URL host."""
+    (tmp_path / "rest-secret").write_text("s3cret\n")
+    (tmp_path / "api-key").write_text("0123456789abcdef0123\n")
+    base = ["serve", "--secret-file", str(tmp_path / "rest-secret"), "--check"]
+    api = ["--api-port", "8080", "--api-key-file", str(tmp_path / "api-key")]
+    code, output = run(*base, *api)
+    assert code == 0, output
+    assert "api:     http://127.0.0.1:8080 hands out turn:127.0.0.1:3478?transport=udp" in output
+    code, output = run(*base, *api, "--public-host", "turn.example.com")
+    assert code == 0, output
+    assert "hands out turn:turn.example.com:3478?transport=udp" in output
+    code, output = run(*base, *api, "--listen", "0.0.0.0", "--relay-address", "127.0.0.1")
+    assert code == 1
+    assert "listen address 0.0.0.0 is a wildcard" in output
+    assert "set server.public_host (--public-host) or api.urls" in output
+    code, output = run(*base, "--api-port", "8080")
+    assert code == 1
+    assert "(--api-key-file)" in output

@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 
 from turn_relay.config import (
+    DEFAULT_LISTEN_ADDRESSES,
+    DEFAULT_PORT_RANGE,
+    DEFAULT_REALM,
     ConfigError,
+    RelayConfig,
+    ServerConfig,
     TurnConfig,
     ice_urls,
     load,
@@ -19,6 +24,7 @@ from turn_relay.config import (
     loads,
     parse,
 )
+from turn_relay.settings import settings_from_config
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "turn_relay.example.toml"
 
@@ -91,14 +97,43 @@ def test_defaults() -> None:
     assert config.auth.separator == ":"
     assert config.auth.strict_expiry is True
     assert config.quotas.max_bandwidth_per_allocation == 0
+    assert config.allocation.rfc5766_channels is False
     assert not config.api.enabled
     assert [(x.transport, x.address, x.port) for x in config.listen.listeners()] == [
-        ("udp", "0.0.0.0", 3478),
-        ("udp", "::", 3478),
-        ("tcp", "0.0.0.0", 3478),
-        ("tcp", "::", 3478),
+        ("udp", "127.0.0.1", 3478),
+        ("tcp", "127.0.0.1", 3478),
     ]
-    assert ice_urls(config) == ()
+    assert ice_urls(config) == (
+        "turn:127.0.0.1:3478?transport=udp",
+        "turn:127.0.0.1:3478?transport=tcp",
+    )
+
+
+def test_an_empty_file_is_the_dataclass_defaults() -> None:
+    """Every key has a default, the same one the dataclasses (and `serve --help`) show."""
+    config = loads("")
+    assert config == TurnConfig(server=ServerConfig(), relay=RelayConfig(("127.0.0.1",)))
+    assert config.server.realm == DEFAULT_REALM == "turnkit"
+    assert config.listen.addresses == DEFAULT_LISTEN_ADDRESSES == ("127.0.0.1",)
+    assert (config.relay.port_min, config.relay.port_max) == DEFAULT_PORT_RANGE
+
+
+def test_relay_addresses_default_to_the_listen_addresses() -> None:
+    config = parse({"listen": {"addresses": ["127.0.0.1", "::1", "127.0.0.2"]}})
+    assert config.relay.addresses == ("127.0.0.1", "::1")  # the first of each family
+    assert error_of({"listen": {"addresses": ["0.0.0.0", "::1"]}}) == (
+        "relay.addresses: required when listen.addresses has 0.0.0.0: name the concrete local"
+        " address(es) relay sockets bind to (--relay-address)"
+    )
+    wild = {"listen": {"addresses": ["0.0.0.0"]}, "relay": {"addresses": ["192.0.2.5"]}}
+    assert parse(wild).relay.addresses == ("192.0.2.5",)
+
+
+def test_rfc5766_channels_key_reaches_the_core_settings() -> None:
+    config = parse(with_value("allocation.rfc5766_channels", True))
+    assert config.allocation.rfc5766_channels
+    assert settings_from_config(config).max_channel == 0x7FFF
+    assert settings_from_config(parse(MINIMAL)).max_channel == 0x4FFF
 
 
 def test_config_is_frozen() -> None:
@@ -126,7 +161,7 @@ def test_explicit_urls_win() -> None:
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
-        ("server.realm", "", "server.realm: required (the REALM of long-term credentials)"),
+        ("server.realm", "", "server.realm: is empty (omit it for the default 'turnkit')"),
         ("server.realm", 5, "server.realm: expected a string, got 5"),
         (
             "server.realm",
@@ -152,7 +187,7 @@ def test_explicit_urls_win() -> None:
         (
             "relay.addresses",
             [],
-            "relay.addresses: required (local addresses the relay sockets bind to)",
+            "relay.addresses: needs at least one address (or omit the key)",
         ),
         (
             "relay.addresses",
@@ -255,7 +290,16 @@ def test_explicit_urls_win() -> None:
         ),
         ("api.listen", "anywhere", "api.listen: 'anywhere' is not an IP address"),
         ("api.port", 0, "api.port: 0 is out of range (1-65535)"),
-        ("api.enabled", True, "api.api_key_file: set api_key_file or api_key_env when api.enabled"),
+        (
+            "api.enabled",
+            True,
+            "api.api_key_file: set api_key_file or api_key_env when api.enabled (--api-key-file)",
+        ),
+        (
+            "allocation.rfc5766_channels",
+            1,
+            "allocation.rfc5766_channels: expected true or false, got 1",
+        ),
         ("api.default_ttl", 100000, "api.default_ttl: 100000 > api.max_ttl 86400"),
         (
             "api.urls",
@@ -275,13 +319,9 @@ def test_bad_value_names_its_key(path: str, value: object, message: str) -> None
     assert error_of(with_value(path, value)) == message
 
 
-def test_missing_sections() -> None:
-    assert error_of({"relay": MINIMAL["relay"]}) == (
-        "server.realm: required (the REALM of long-term credentials)"
-    )
-    assert error_of({"server": MINIMAL["server"]}) == (
-        "relay.addresses: required (local addresses the relay sockets bind to)"
-    )
+def test_missing_sections_take_the_defaults() -> None:
+    assert parse({"relay": MINIMAL["relay"]}).server.realm == "turnkit"
+    assert parse({"server": MINIMAL["server"]}).relay.addresses == ("127.0.0.1",)
 
 
 def test_both_secret_sources_is_an_error() -> None:
@@ -307,10 +347,83 @@ def test_tls_and_tcp_on_one_port() -> None:
     assert error_of(data) == "listen.tls_port: 3478 is also listen.tcp_port"
 
 
-def test_api_needs_urls() -> None:
-    data = with_value("api.enabled", True)
-    data["api"]["api_key_env"] = "KEY"
-    assert error_of(data) == "api.urls: empty and server.public_host unset: no URL to hand out"
+def api_on(**sections: dict[str, Any]) -> dict[str, Any]:
+    data: dict[str, Any] = {"api": {"enabled": True, "api_key_env": "KEY"}}
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    return data
+
+
+def test_api_urls_default_to_the_listen_addresses() -> None:
+    """A user test found `--api-port` unusable without a config: no flag set a URL host."""
+    tls = {"tls_port": 5349, "tls_cert_file": "c.pem", "tls_key_file": "k.pem"}
+    config = parse(api_on(listen={"addresses": ["127.0.0.1", "::1"], **tls}))
+    assert ice_urls(config) == (
+        "turn:127.0.0.1:3478?transport=udp",
+        "turn:127.0.0.1:3478?transport=tcp",
+        "turns:127.0.0.1:5349?transport=tcp",
+        "turn:[::1]:3478?transport=udp",
+        "turn:[::1]:3478?transport=tcp",
+        "turns:[::1]:5349?transport=tcp",
+    )
+
+
+def test_api_urls_name_the_public_host_first() -> None:
+    config = parse(api_on(server={"public_host": "turn.example.com"}))
+    assert ice_urls(config) == (
+        "turn:turn.example.com:3478?transport=udp",
+        "turn:turn.example.com:3478?transport=tcp",
+    )
+    data = api_on(server={"public_host": "turn.example.com"}, listen={"udp_port": 0})
+    data["api"]["urls"] = ["turns:turn.example.com:443?transport=tcp"]
+    assert ice_urls(parse(data)) == ("turns:turn.example.com:443?transport=tcp",)
+
+
+def test_api_urls_behind_nat_use_the_advertised_address() -> None:
+    data = api_on(
+        listen={"addresses": ["192.0.2.5"]},
+        relay={"addresses": ["192.0.2.5"], "external": {"192.0.2.5": "203.0.113.10"}},
+    )
+    assert ice_urls(parse(data))[0] == "turn:203.0.113.10:3478?transport=udp"
+    wildcard = api_on(
+        listen={"addresses": ["0.0.0.0"]},
+        relay={"addresses": ["0.0.0.0"], "external": {"0.0.0.0": "203.0.113.10"}},
+    )
+    assert ice_urls(parse(wildcard))[0] == "turn:203.0.113.10:3478?transport=udp"
+
+
+@pytest.mark.parametrize(
+    ("listen", "relay", "problem"),
+    [
+        (
+            ["0.0.0.0"],
+            {"addresses": ["192.0.2.5"]},
+            "listen address 0.0.0.0 is a wildcard, not an address clients can dial",
+        ),
+        (
+            ["::"],
+            {"addresses": ["2001:db8::5"]},
+            "listen address :: is a wildcard, not an address clients can dial",
+        ),
+        (
+            ["192.0.2.6", "192.0.2.5"],
+            {"addresses": ["192.0.2.5"], "external": {"192.0.2.5": "203.0.113.10"}},
+            "listen address 192.0.2.6 may be behind the 1:1 NAT of relay.external,"
+            " which does not map it",
+        ),
+    ],
+)
+def test_api_without_a_url_host_says_what_to_set(
+    listen: list[str], relay: dict[str, Any], problem: str
+) -> None:
+    data = api_on(listen={"addresses": listen}, relay=relay)
+    hint = "; set server.public_host (--public-host) or api.urls"
+    assert error_of(data) == f"api.urls: no URL to hand out: {problem}{hint}"
+    data["api"]["enabled"] = False  # the same reason when `credentials --config` asks
+    with pytest.raises(ConfigError, match="no URL to hand out"):
+        ice_urls(parse(data))
+    data["server"] = {"public_host": "turn.example.com"}
+    assert ice_urls(parse(data))[0] == "turn:turn.example.com:3478?transport=udp"
 
 
 def test_unspecified_relay_address_with_external_mapping_is_fine() -> None:

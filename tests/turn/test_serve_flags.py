@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
+import shlex
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from turn_relay import cli
-from turn_relay.config import ConfigError
+from turn_relay.config import ConfigError, RateLimitConfig, ServerConfig, TurnConfig
 from turn_relay.serve_flags import ServeFlags, load, parse_port_range
 
 
@@ -102,18 +106,194 @@ def test_serve_check_with_flags_only(tmp_path: Path) -> None:
     assert "flags: OK (realm 'turnkit')" in result.output
 
 
-def test_serve_passes_rfc5766_and_log_level_options(
+def test_serve_passes_rfc5766_channels_in_the_config_and_the_log_level(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     secrets = tmp_path / "secrets"
     secrets.write_text("s3cret\n")
-    seen: list[dict[str, object]] = []
+    seen: list[tuple[bool, dict[str, object]]] = []
     monkeypatch.setattr(
-        cli, "start_server", lambda config, secrets, **options: seen.append(options)
+        cli,
+        "start_server",
+        lambda config, secrets, **options: seen.append(
+            (config.allocation.rfc5766_channels, options)
+        ),
     )
     result = CliRunner().invoke(
         cli.main,
         ["serve", "--secret-file", str(secrets), "--rfc5766-channels", "--log-level", "debug"],
     )
     assert result.exit_code == 0, result.output
-    assert seen == [{"legacy_channels": True, "log_level": "debug"}]
+    assert seen == [(True, {"log_level": "debug"})]
+
+
+# --- one set of defaults, with or without --config (a user test found them differing) ----------
+
+
+def write(tmp_path: Path, text: str, name: str = "relay.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ServeFlags(),
+        ServeFlags(listen=("127.0.0.1", "::1"), port=3479),
+        ServeFlags(realm="example.org", api_port=8081, api_key_file=Path("k")),
+        ServeFlags(listen=("0.0.0.0",), relay_addresses=("127.0.0.1",), public_host="h.test"),
+        ServeFlags(rfc5766_channels=True, challenge_rate=5.0, challenge_burst=20, workers=2),
+    ],
+)
+def test_flags_alone_and_flags_over_an_empty_file_agree(tmp_path: Path, flags: ServeFlags) -> None:
+    assert load(write(tmp_path, ""), flags) == load(None, flags)
+    unrelated = write(tmp_path, "[metrics]\nenabled = true\n", "other.toml")
+    assert load(unrelated, flags) == load(None, flags)
+
+
+def test_a_file_may_omit_realm_listen_and_relay(tmp_path: Path) -> None:
+    config = load(write(tmp_path, '[auth]\nrest_secrets_env = "S"\n'), ServeFlags())
+    assert config.server.realm == "turnkit"
+    assert config.listen.addresses == ("127.0.0.1",)
+    assert config.relay.addresses == ("127.0.0.1",)
+
+
+def test_file_overrides_defaults_and_flags_override_the_file(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[server]\nrealm = "file"\npublic_host = "file.test"\nworkers = 3\n'
+        '[listen]\naddresses = ["127.0.0.2"]\n'
+        "[allocation]\nrfc5766_channels = true\n"
+        "[auth.unauthorized_limit]\nper_second = 2.0\nburst = 30\nmax_sources = 99\n",
+    )
+    from_file = load(path, ServeFlags())
+    assert from_file.server == ServerConfig("file", "file.test", 3)
+    assert from_file.relay.addresses == ("127.0.0.2",)  # defaults to the file's listen address
+    assert from_file.allocation.rfc5766_channels
+    assert from_file.auth.unauthorized_limit == RateLimitConfig(2.0, 30, 99)
+    flags = ServeFlags(
+        realm="flag",
+        public_host="flag.test",
+        workers=1,
+        listen=("127.0.0.3",),
+        rfc5766_channels=False,
+        challenge_rate=0.5,
+        challenge_burst=4,
+    )
+    overridden = load(path, flags)
+    assert overridden.server == ServerConfig("flag", "flag.test", 1)
+    assert overridden.relay.addresses == ("127.0.0.3",)
+    assert not overridden.allocation.rfc5766_channels
+    assert overridden.auth.unauthorized_limit == RateLimitConfig(0.5, 4, 99)  # the rest kept
+
+
+def test_external_address_alone_uses_the_derived_relay_address() -> None:
+    config = load(None, ServeFlags(external=("203.0.113.7",)))
+    assert config.relay.advertised("127.0.0.1") == "203.0.113.7"
+    with pytest.raises(ConfigError, match=r"relay\.addresses: required when listen"):
+        load(None, ServeFlags(listen=("0.0.0.0",), external=("203.0.113.7",)))
+
+
+# --- --help shows the real defaults -------------------------------------------------------------
+
+# option -> the value its "[default: ...]" must show, read from a loaded config
+SHOWN: dict[str, Callable[[TurnConfig], str]] = {
+    "realm": lambda c: c.server.realm,
+    "listen": lambda c: ", ".join(c.listen.addresses),
+    "port": lambda c: f"{c.listen.udp_port}" if c.listen.udp_port == c.listen.tcp_port else "?",
+    "tls_port": lambda c: f"{c.listen.tls_port} = off",
+    "port_range": lambda c: f"{c.relay.port_min}-{c.relay.port_max}",
+    "rfc5766_channels": lambda c: (
+        "--rfc5766-channels" if c.allocation.rfc5766_channels else "--rfc8656-channels"
+    ),
+    "challenge_rate": lambda c: str(c.auth.unauthorized_limit.per_second),
+    "challenge_burst": lambda c: str(c.auth.unauthorized_limit.burst),
+    "max_allocations_per_user": lambda c: str(c.quotas.max_allocations_per_user),
+    "max_allocations": lambda c: str(c.quotas.max_allocations),
+    "workers": lambda c: str(c.server.workers),
+}
+# defaults that are a rule rather than a value (tested above and in test_relay_config)
+DESCRIBED = {
+    "relay_address": "the first --listen address of each family",
+    "public_host": "each --listen address",
+}
+
+
+def shown_defaults() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for param in cli.serve.params:
+        text = " ".join((getattr(param, "help", None) or "").split())
+        match = re.search(r"\[default: ([^\]]*)\]", text)
+        if match and param.name is not None:
+            found[param.name] = match.group(1)
+    return found
+
+
+def test_every_default_in_help_is_the_real_one_with_and_without_a_file(tmp_path: Path) -> None:
+    shown = shown_defaults()
+    assert set(shown) == set(SHOWN) | set(DESCRIBED), "register new defaults in SHOWN"
+    for config in (load(None, ServeFlags()), load(write(tmp_path, ""), ServeFlags())):
+        for name, value_of in SHOWN.items():
+            assert shown[name] == value_of(config), name
+    for name, rule in DESCRIBED.items():
+        assert shown[name].startswith(rule), name
+    help_text = " ".join(CliRunner().invoke(cli.main, ["serve", "--help"]).output.split())
+    assert "[default: turnkit]" in help_text and "[default: 127.0.0.1]" in help_text
+
+
+def test_api_port_help_names_what_it_needs() -> None:
+    help_text = " ".join(CliRunner().invoke(cli.main, ["serve", "--help"]).output.split())
+    api_port = help_text.split("--api-port PORT", 1)[1].split("--api-key-file FILE", 1)[0]
+    assert "Needs --api-key-file" in api_port and "--public-host" in api_port
+
+
+# --- every example in `serve --help` works as written ------------------------------------------
+
+
+def help_examples() -> list[str]:
+    text = CliRunner().invoke(cli.main, ["serve", "--help"], terminal_width=200).output
+    block = text.split("Examples:", 1)[1].split("Options:", 1)[0]
+    lines = [line.strip() for line in block.splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def test_help_examples_are_the_expected_commands() -> None:
+    commands = [line.split()[0] for line in help_examples()]
+    assert commands == [
+        "head",
+        "turn-relay",
+        "head",
+        "turn-relay",
+        "curl",
+        "turn-relay",
+        "turn-relay",
+    ]
+
+
+def test_help_examples_validate_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each serve example passes --check in a fresh directory (the deployment one with an
+    edited copy of the example config at its path); the API one hands out the URLs its
+    comment promises. (Running them for real: see the report; ports 3478/8080 are fixed.)"""
+    monkeypatch.chdir(tmp_path)
+    deployment = tmp_path / "turn_relay.toml"
+    example = Path(__file__).resolve().parents[2] / "configs" / "turn_relay.example.toml"
+    edited = example.read_text().replace("/etc/turnkit/", f"{tmp_path}/")
+    deployment.write_text(edited)
+    for name in ("rest-secrets", "api-key", "users"):
+        (tmp_path / name).write_text("example:0123456789abcdef\n")
+    (tmp_path / "tls").mkdir()
+    outputs = []
+    for line in help_examples():
+        if line.startswith("head"):
+            subprocess.run(line, shell=True, check=True, cwd=tmp_path)
+        elif line.startswith("turn-relay serve"):
+            args = shlex.split(line.replace("/etc/turnkit/turn_relay.toml", str(deployment)))[1:]
+            if "--check" not in args:
+                args.append("--check")
+            result = CliRunner().invoke(cli.main, args)
+            assert result.exit_code == 0, (line, result.output)
+            outputs.append(result.output)
+    assert len(outputs) == 4
+    assert "hands out turn:127.0.0.1:3478?transport=udp" in outputs[1]
+    assert "hands out turn:turn.example.com:3478?transport=udp" in outputs[2]

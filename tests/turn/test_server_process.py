@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -135,7 +136,69 @@ async def test_api_issues_working_credentials_and_serves_relay_metrics() -> None
                 text = await reply.text()
             await client.close()
         assert "turnkit_relay_allocations_active 1" in text
-        assert 'turnkit_relay_auth_failures_total{code="401"} 1' in text
+        # the 401 that starts every login is a challenge, not a failure
+        assert "\nturnkit_relay_auth_challenges_total 1\n" in text
+        assert "# HELP turnkit_relay_auth_challenges_total " in text
+        assert "# HELP turnkit_relay_auth_failures_total " in text
+        assert 'turnkit_relay_auth_failures_total{reason="bad-integrity"} 0' in text
+        assert 'turnkit_relay_stale_nonces_total{reason="stale-nonce"} 0' in text
         assert "turnkit_api_credentials_issued_total 1" in text
     finally:
         await server.stop()
+
+
+async def test_api_from_flags_alone_hands_out_the_listen_address() -> None:
+    """``serve --api-port N --api-key-file K`` with no --config and no --public-host: the URLs
+    name the (specific) listen address, they work, and the 401 challenge of each healthy login
+    is not counted as an auth failure (a user test with Chromium found both wrong)."""
+    port, api_port = free_port(), free_port()
+    key = "flags-only-api-key-0123"
+    with tempfile.TemporaryDirectory() as directory:
+        secrets, key_file = Path(directory, "rest-secret"), Path(directory, "api-key")
+        secrets.write_text("flags-secret\n")
+        key_file.write_text(key + "\n")
+        process = await asyncio.create_subprocess_exec(
+            TURN_RELAY, "serve", "--realm", REALM, "--listen", "127.0.0.1", "--port", str(port),
+            "--secret-file", str(secrets), "--port-range", "24300-24399",
+            "--api-port", str(api_port), "--api-key-file", str(key_file),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            await wait_until_answering(port)
+            base, headers = f"http://127.0.0.1:{api_port}", {"Authorization": f"Bearer {key}"}
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"{base}/credentials?user=web", headers=headers) as reply:
+                    assert reply.status == 200, await reply.text()
+                    ice = await reply.json()
+                assert ice["urls"] == [
+                    f"turn:127.0.0.1:{port}?transport=udp",
+                    f"turn:127.0.0.1:{port}?transport=tcp",
+                ]
+                good = await WireClient.over_udp(
+                    ("127.0.0.1", port), (ice["username"], ice["credential"])
+                )
+                await good.allocate()
+                bad = await WireClient.over_udp(("127.0.0.1", port), (ice["username"], "wrong"))
+                refused = await bad.request(Method.ALLOCATE, attrs.RequestedTransport(17))
+                assert refused.get(attrs.ErrorCode) == attrs.ErrorCode(401)
+                for client in (good, bad):
+                    await client.close()
+                async with session.get(f"{base}/metrics") as reply:
+                    text = await reply.text()
+            assert "\nturnkit_relay_auth_challenges_total 2\n" in text  # one per login
+            assert 'turnkit_relay_auth_failures_total{reason="bad-integrity"} 1\n' in text
+            failures = [
+                line
+                for line in text.splitlines()
+                if line.startswith("turnkit_relay_auth_failures_total") and not line.endswith(" 0")
+            ]
+            assert failures == ['turnkit_relay_auth_failures_total{reason="bad-integrity"} 1']
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(process.wait(), 10) == 0
+            assert process.stderr is not None
+            log = (await process.stderr.read()).decode()
+            assert f"HTTP API on http://127.0.0.1:{api_port}" in log
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
