@@ -80,7 +80,14 @@ def progress_display(json_output: bool, stream: TextIO | None = None) -> Iterato
         yield LiveProgress(progress)
 
 
+PIPE_WIDTH = 120
+
+
 def make_console(file: TextIO | None = None, width: int | None = None) -> Console:
+    """A console for the report; into a pipe or a log it is 120 columns, not rich's 80."""
+    target = file if file is not None else sys.stdout
+    if width is None and not target.isatty():
+        width = PIPE_WIDTH
     return Console(file=file, width=width, highlight=False, soft_wrap=False)
 
 
@@ -112,15 +119,18 @@ def family_table(family: str, results: Sequence[CheckResult]) -> Table:
             result.check.removeprefix(f"{family}.") or result.check,
             result.target,
             result.summary,
-            "\n".join(format_metrics(result.metrics).split(" ")),
+            "\n".join(metric_lines(result.metrics)),
         )
     return table
 
 
+def metric_lines(metrics: dict[str, Metric]) -> list[str]:
+    """``key=value`` per metric, values kept whole (``classic_name=open internet``)."""
+    return [f"{key}={_figure(value)}" for key, value in metrics.items() if value is not None]
+
+
 def format_metrics(metrics: dict[str, Metric]) -> str:
-    return " ".join(
-        f"{key}={_figure(value)}" for key, value in metrics.items() if value is not None
-    )
+    return " ".join(metric_lines(metrics))
 
 
 def _figure(value: Metric) -> str:
