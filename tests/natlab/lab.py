@@ -75,6 +75,8 @@ PEER_ADDR: Final = "198.51.100.2"
 PEER_GATEWAY: Final = "198.51.100.1"
 #: TCP ports the `udp_blocked` firewall lets out; everything else (all UDP) is dropped silently.
 UDP_BLOCKED_TCP_PORTS: Final = (443, 3478)
+#: Highest site index: LANs are 198.18.<index>.0/24, edge routers 203.0.113.<10 + index>.
+MAX_SITE_INDEX: Final = 200
 #: Timeout of the dynamic NAT maps/sets of the cone NATs (kept longer than conntrack's UDP timeout).
 NAT_MAP_TIMEOUT_S: Final = 120
 
@@ -165,7 +167,9 @@ class Site:
 
     nat: NatType
     index: int
-    """Stable per NAT type; the LAN is 198.18.<index>.0/24."""
+    """The LAN is 198.18.<index>.0/24, the edge router's WAN address 203.0.113.<10 + index>. The
+    first site of a NAT type has its fixed index 1-8 (`NatType` order); further sites (second
+    symmetric, second full cone ...) get 9, 10, ..., also in `NatType` order."""
     router: Host
     """The (home) router; ``addr`` is its LAN address, the clients' default gateway."""
     router_wan_addr: str
@@ -176,6 +180,19 @@ class Site:
     lan: str
     carrier: Host | None = None
     """For `double_nat`: the carrier-grade NAT; ``addr`` is its 100.64/10 inside address."""
+    number: int = 1
+    """1 for the first site of its NAT type, 2 for the second (a separate NAT) and so on."""
+
+    @property
+    def name(self) -> str:
+        """``"symmetric"`` for the first symmetric site, ``"symmetric2"`` for the second; the
+        logical names of its hosts start with it (``"symmetric2-client1"``)."""
+        return str(self.nat) if self.number == 1 else f"{self.nat}{self.number}"
+
+    @property
+    def edge_wan_addr(self) -> str:
+        """The outside address of the site's edge router (the carrier NAT for `double_nat`)."""
+        return f"203.0.113.{10 + self.index}"
 
     @property
     def client(self) -> Host:
@@ -526,6 +543,9 @@ class _Tracked:
 class Lab:
     """A namespace topology with one NAT site per `NatType` (or the subset asked for).
 
+    A NAT type named more than once in ``nats`` gets that many sites, each a separate NAT (its own
+    router and client namespaces, public address and LAN): ``Lab([NatType.SYMMETRIC] * 2)``.
+
     Use as a context manager (or call `start` / `close`). Addresses are known right after
     construction; namespaces exist between `start` and `close`.
     """
@@ -539,6 +559,11 @@ class Lab:
     ) -> None:
         if not 1 <= clients_per_site <= 50:
             raise ValueError("clients_per_site must be between 1 and 50")
+        counts: dict[NatType, int] = {}
+        for nat in nats:
+            counts[NatType(nat)] = counts.get(NatType(nat), 0) + 1
+        if len(NatType) + sum(counts.values()) - len(counts) > MAX_SITE_INDEX:
+            raise ValueError(f"too many sites (site indexes stop at {MAX_SITE_INDEX})")
         self.token: Final = secrets.token_hex(4)
         self.prefix: Final = f"{NS_PREFIX}{self.token}-"
         self.ipv6 = ipv6
@@ -558,35 +583,46 @@ class Lab:
         self.inet: Final = Host("inet", self.prefix + "inet", SERVER_ADDR)
         self.peer: Final = Host("peer", self.prefix + "peer", PEER_ADDR)
 
-        wanted = {NatType(nat) for nat in nats}
         order = list(NatType)
-        self.sites: Final[dict[NatType, Site]] = {}
+        sites: list[Site] = []
+        next_index = len(order) + 1  # the first site of a type has its fixed index 1..8
         for nat in order:
-            if nat not in wanted:
-                continue
-            index = order.index(nat) + 1
-            lan = f"198.18.{index}.0/24"
-            router = Host(f"{nat}-router", f"{self.prefix}{nat}-router", f"198.18.{index}.1")
-            clients = tuple(
-                Host(f"{nat}-client{k}", f"{self.prefix}{nat}-client{k}", f"198.18.{index}.{k + 1}")
+            for number in range(1, counts.get(nat, 0) + 1):
+                if number == 1:
+                    index = order.index(nat) + 1
+                else:
+                    index, next_index = next_index, next_index + 1
+                sites.append(self._plan_site(nat, number, index, clients_per_site))
+        self.all_sites: Final[tuple[Site, ...]] = tuple(sites)
+        """Every site, in `NatType` order (the sites of one type together, first one first)."""
+        self.sites: Final[dict[NatType, Site]] = {s.nat: s for s in sites if s.number == 1}
+        """The first site of each NAT type (see `all_sites` / `sites_of` for the others)."""
+
+    def _plan_site(self, nat: NatType, number: int, index: int, clients_per_site: int) -> Site:
+        name = str(nat) if number == 1 else f"{nat}{number}"
+
+        def host(role: str, addr: str) -> Host:
+            return Host(f"{name}-{role}", f"{self.prefix}{name}-{role}", addr)
+
+        carrier = None
+        router_wan = f"203.0.113.{10 + index}"
+        if nat is NatType.DOUBLE_NAT:
+            carrier = host("carrier", f"100.64.{index}.1")
+            router_wan = f"100.64.{index}.2"
+        return Site(
+            nat=nat,
+            index=index,
+            router=host("router", f"198.18.{index}.1"),
+            router_wan_addr=router_wan,
+            public_addr=None if nat is NatType.NONE else f"203.0.113.{10 + index}",
+            clients=tuple(
+                host(f"client{k}", f"198.18.{index}.{k + 1}")
                 for k in range(1, clients_per_site + 1)
-            )
-            edge_wan = f"203.0.113.{10 + index}"
-            carrier = None
-            router_wan = edge_wan
-            if nat is NatType.DOUBLE_NAT:
-                carrier = Host(f"{nat}-carrier", f"{self.prefix}{nat}-carrier", f"100.64.{index}.1")
-                router_wan = f"100.64.{index}.2"
-            self.sites[nat] = Site(
-                nat=nat,
-                index=index,
-                router=router,
-                router_wan_addr=router_wan,
-                public_addr=None if nat is NatType.NONE else edge_wan,
-                clients=clients,
-                lan=lan,
-                carrier=carrier,
-            )
+            ),
+            lan=f"198.18.{index}.0/24",
+            carrier=carrier,
+            number=number,
+        )
 
     # ----------------------------------------------------------------- introspection
 
@@ -598,7 +634,7 @@ class Lab:
     def hosts(self) -> dict[str, Host]:
         """Every namespace of the lab by logical name."""
         hosts = {self.inet.name: self.inet, self.peer.name: self.peer}
-        for site in self.sites.values():
+        for site in self.all_sites:
             for host in (*site.routers, *site.clients):
                 hosts[host.name] = host
         return hosts
@@ -608,7 +644,12 @@ class Lab:
         return [host.ns for host in self.hosts.values()]
 
     def site(self, nat: NatType | str) -> Site:
+        """The first site of a NAT type."""
         return self.sites[NatType(nat)]
+
+    def sites_of(self, nat: NatType | str) -> tuple[Site, ...]:
+        """Every site of a NAT type, first one first (empty if the lab has none)."""
+        return tuple(site for site in self.all_sites if site.nat == NatType(nat))
 
     @property
     def workdir(self) -> Path:
@@ -706,9 +747,9 @@ class Lab:
             f"route add default via {PEER_GATEWAY}",
         ]
 
-        for site in self.sites.values():
+        for site in self.all_sites:
             edge = site.carrier or site.router
-            edge_wan = f"203.0.113.{10 + site.index}"
+            edge_wan = site.edge_wan_addr
             rt_if = f"rt{site.index}"
             links[edge.ns].append(f"link add wan0 type veth peer name {rt_if} netns {inet}")
             conf[inet] += [f"link set {rt_if} master br0", f"link set {rt_if} up"]
@@ -747,7 +788,7 @@ class Lab:
                 conf[inet].append(f"route add {site.lan} via {edge_wan}")
 
         # 3. sysctls before addresses (no IPv6 link-local chatter unless asked for)
-        routers = {inet} | {r.ns for s in self.sites.values() for r in s.routers}
+        routers = {inet} | {r.ns for s in self.all_sites for r in s.routers}
         for ns in self.namespaces:
             # br_netfilter (when loaded) would run bridged frames through the ip hooks and treat a
             # DNAT back into the same bridge as "bridged DNAT", which breaks hairpinning: our
@@ -776,15 +817,13 @@ class Lab:
             self._ip_batch(ns, cmds)
 
         # 4. NAT / firewall rules
-        for site in self.sites.values():
+        for site in self.all_sites:
             kind = _ROUTER_KIND[site.nat]
             self._nft(site.router.ns, _ruleset(kind, site.router_wan_addr, site.lan))
             if site.carrier is not None:
                 self._nft(
                     site.carrier.ns,
-                    _ruleset(
-                        "masquerade", f"203.0.113.{10 + site.index}", f"{site.carrier.addr}/24"
-                    ),
+                    _ruleset("masquerade", site.edge_wan_addr, f"{site.carrier.addr}/24"),
                 )
 
     def _nft(self, ns: str, ruleset: str) -> None:
@@ -796,10 +835,16 @@ class Lab:
         """Forget every NAT mapping: flush conntrack and the dynamic cone maps in the routers.
 
         Leftover state fakes results (a reused port can make a restricted cone look full cone);
-        call this between probes, and prefer `fresh_port` for local ports.
+        call this between probes, and prefer `fresh_port` for local ports. ``nats`` selects NAT
+        types (every site of each); None means every site.
         """
         self._require_running()
-        chosen = self.sites.values() if nats is None else [self.site(nat) for nat in nats]
+        chosen = self.all_sites
+        if nats is not None:
+            wanted = {NatType(nat) for nat in nats}
+            if missing := wanted - set(self.sites):
+                raise LabError(f"this lab has no site of type {', '.join(sorted(missing))}")
+            chosen = tuple(site for site in self.all_sites if site.nat in wanted)
         for site in chosen:
             for router in site.routers:
                 kind = _ROUTER_KIND[site.nat] if router is site.router else "masquerade"

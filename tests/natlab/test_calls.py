@@ -1,24 +1,26 @@
 """Real data through turn-relay from every lab client, and calls between clients of two NATs.
 
-In ``inet``: our turn-relay on 203.0.113.1, UDP and TCP 3478 and TLS 443 (a throwaway CA), with
-the lab's ranges allowed as peers and otherwise its defaults (each client mints its own REST
-user, so the per-user quota of 10 allocations holds).
+In ``inet`` (of ``lab`` and of ``twin_lab``): our turn-relay on 203.0.113.1, UDP and TCP 3478
+and TLS 443 (a throwaway CA), with the lab's ranges allowed as peers and otherwise its defaults
+(each client mints its own REST user, so the per-user quota of 10 allocations holds). Its STUN
+side is the STUN server of the direct calls.
 
-* ``rtccheck data`` runs in every client namespace at once: relay-only agents exchange packets
-  through the relay over UDP, TCP and TLS; behind ``udp_blocked`` only TCP and TLS work, and
-  the UDP result says why.
+* ``rtccheck data`` runs in every client namespace of ``lab`` at once: relay-only agents exchange
+  packets through the relay over UDP, TCP and TLS; behind ``udp_blocked`` only TCP and TLS
+  work, and the UDP result says why.
 * Calls: ``ice_peer.py`` runs one agent in each of two client namespaces; the test relays their
-  descriptions (stdin/stdout JSON lines) and reads the outcome. A relay-only call between the
-  symmetric client and the port-restricted one succeeds through the relay, while the same pair
-  without a relay fails (those NATs defeat direct paths); a direct call between the full-cone
-  and the address-restricted client succeeds on srflx candidates with no relay configured.
-
-The lab has one site per NAT type, so "two symmetric NATs" and "two full cones" are stood in
-for by the hardest and the easiest pair of different sites (see the notes in test names).
+  descriptions (stdin/stdout JSON lines) and reads the outcome. In ``twin_lab`` (two separate
+  symmetric NATs, two separate full-cone NATs): a relay-only call between the two symmetric
+  clients succeeds through the relay, and the same pair without a relay fails (symmetric NATs
+  defeat direct paths, so the relay was needed); a direct call between the two full-cone
+  clients succeeds through each side's public address with no TURN server configured. In
+  ``lab``: a direct call from the full-cone client to the address-restricted one succeeds too,
+  which needs ICE's hole punching (the restricted side must send first).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -33,7 +35,7 @@ from typing import Any
 
 import pytest
 
-from .lab import Lab, NatType, venv_script
+from .lab import Lab, NatType, Site, venv_script
 from .lab_tls import make_lab_certificates
 
 pytestmark = pytest.mark.natlab
@@ -56,10 +58,11 @@ class LabRelay:
     ca_file: Path
 
 
-@pytest.fixture(scope="module")
-def relay(lab: Lab) -> Iterator[LabRelay]:
-    certs = make_lab_certificates(lab.workdir / "calls-tls", lab.server_addr)
-    secret_file = lab.workdir / "calls-secret"
+@contextlib.contextmanager
+def serve_relay(lab: Lab, name: str) -> Iterator[LabRelay]:
+    """Our turn-relay in the lab's ``inet`` until the block ends (stopped by PID)."""
+    certs = make_lab_certificates(lab.workdir / f"{name}-tls", lab.server_addr)
+    secret_file = lab.workdir / f"{name}-secret"
     secret_file.write_text(SECRET + "\n")
     argv = [
         venv_script("turn-relay"), "serve",
@@ -68,7 +71,7 @@ def relay(lab: Lab) -> Iterator[LabRelay]:
         "--relay-address", lab.server_addr, "--secret-file", str(secret_file),
         *(arg for net in LAB_PEERS for arg in ("--allowed-peer", net)),
     ]  # fmt: skip
-    process = lab.popen(lab.inet, argv, name="turn-relay-calls")
+    process = lab.popen(lab.inet, argv, name=name)
     try:
         lab.wait_listening(lab.inet, RELAY_PORT, addr=lab.server_addr)
         for port in (RELAY_PORT, TLS_PORT):
@@ -82,6 +85,18 @@ def relay(lab: Lab) -> Iterator[LabRelay]:
         )
     finally:
         lab.stop(process)
+
+
+@pytest.fixture(scope="module")
+def relay(lab: Lab) -> Iterator[LabRelay]:
+    with serve_relay(lab, "turn-relay-calls") as serving:
+        yield serving
+
+
+@pytest.fixture(scope="module")
+def twin_relay(twin_lab: Lab) -> Iterator[LabRelay]:
+    with serve_relay(twin_lab, "turn-relay-twins") as serving:
+        yield serving
 
 
 def json_document(output: str) -> dict[str, Any]:
@@ -140,7 +155,7 @@ def test_data_flows_through_the_relay_from_every_client(
         assert result["metrics"]["packets_received"] >= 45, result["metrics"]
     if nat is NatType.UDP_BLOCKED:
         udp = relay_result(document, relay.udp)
-        assert udp["status"] == "fail" and udp["details"]["problem"] == "timeout", udp
+        assert udp["status"] == "fail" and udp["cause_id"] == "udp-no-answer", udp
         assert udp["summary"].startswith("no relay candidate: no answer from 203.0.113.1:3478")
         assert document["exit_code"] == 1
     else:
@@ -242,76 +257,95 @@ def call(lab: Lab, caller_ns: str, callee_ns: str, args: list[str], label: str) 
         callee.stop()
 
 
-def _client_ns(lab: Lab, nat: NatType) -> str:
-    return lab.site(nat).client.ns
+def two_sites(lab: Lab, nat: NatType) -> tuple[Site, Site]:
+    """The first two sites of a NAT type: separate NATs with their own public address and LAN."""
+    first, second, *_ = lab.sites_of(nat)
+    assert first.router.ns != second.router.ns and first.client.ns != second.client.ns
+    assert first.public_ip() != second.public_ip() and first.lan != second.lan
+    return first, second
 
 
-def test_relay_only_call_between_symmetric_and_port_restricted_clients(
-    lab: Lab, relay: LabRelay
-) -> None:
-    """Stands in for "two symmetric NATs" (the lab has one symmetric site): a pair that cannot
-    connect directly, as the next test shows."""
-    lab.reset_nat_state([NatType.SYMMETRIC, NatType.PORT_RESTRICTED])
-    args = ["--turn", relay.udp, "--secret", SECRET, "--relay-only", "--packets", "50"]
-    outcome = call(
-        lab,
-        _client_ns(lab, NatType.SYMMETRIC),
-        _client_ns(lab, NatType.PORT_RESTRICTED),
-        args,
-        "relay-call",
-    )
+def offered(outcome: CallOutcome) -> list[str]:
+    """Every candidate both ends offered (SDP)."""
+    return [*outcome.caller[0]["candidates"], *outcome.callee[0]["candidates"]]
+
+
+def candidate_types(sdps: list[str]) -> set[str]:
+    return {sdp.split(" typ ", 1)[1].split()[0] for sdp in sdps}
+
+
+def assert_data_arrived(outcome: CallOutcome) -> None:
+    measured = outcome.last("caller")
+    assert measured["event"] == "measured", measured
+    assert measured["received"] >= 45 and measured["sent"] >= measured["received"], measured
+    assert outcome.last("callee")["event"] == "done", outcome.callee
+
+
+def test_relay_only_call_between_two_symmetric_nats(twin_lab: Lab, twin_relay: LabRelay) -> None:
+    a, b = two_sites(twin_lab, NatType.SYMMETRIC)
+    twin_lab.reset_nat_state([NatType.SYMMETRIC])
+    args = ["--turn", twin_relay.udp, "--secret", SECRET, "--relay-only", "--packets", "50"]
+    outcome = call(twin_lab, a.client.ns, b.client.ns, args, "relay-call")
+    assert candidate_types(offered(outcome)) == {"relay"}, offered(outcome)
+    pairs = {}
     for side in ("caller", "callee"):
         state = outcome.connected(side)
         assert state["event"] == "connected", (side, state)
-        pair = state["selected_pair"]
-        assert pair["local"]["type"] == pair["remote"]["type"] == "relay"
-        assert pair["local"]["address"] == lab.server_addr
-    measured = outcome.last("caller")
-    assert measured["event"] == "measured" and measured["received"] >= 45, measured
-    assert outcome.last("callee")["event"] == "done"
+        pair = pairs[side] = state["selected_pair"]
+        assert pair["local"]["type"] == pair["remote"]["type"] == "relay", pair
+        assert pair["local"]["address"] == pair["remote"]["address"] == twin_lab.server_addr
+    # each end's remote candidate is the other end's relayed address: relay to relay
+    assert pairs["caller"]["remote"]["port"] == pairs["callee"]["local"]["port"], pairs
+    assert pairs["callee"]["remote"]["port"] == pairs["caller"]["local"]["port"], pairs
+    assert_data_arrived(outcome)
 
 
-def test_the_same_pair_cannot_call_directly(lab: Lab, relay: LabRelay) -> None:
-    lab.reset_nat_state([NatType.SYMMETRIC, NatType.PORT_RESTRICTED])
-    args = ["--stun", f"{lab.server_addr}:{RELAY_PORT}"]
-    outcome = call(
-        lab,
-        _client_ns(lab, NatType.SYMMETRIC),
-        _client_ns(lab, NatType.PORT_RESTRICTED),
-        args,
-        "direct-fails",
-    )
-    offered = outcome.caller[0]["candidates"] + outcome.callee[0]["candidates"]
-    assert any(" typ srflx " in sdp for sdp in offered)
-    assert not any(" typ relay " in sdp for sdp in offered)
-    assert outcome.connected("caller")["event"] == "failed"
+def test_two_symmetric_nats_cannot_call_directly(twin_lab: Lab, twin_relay: LabRelay) -> None:
+    """The same pair as above without a relay: the call needed it."""
+    a, b = two_sites(twin_lab, NatType.SYMMETRIC)
+    twin_lab.reset_nat_state([NatType.SYMMETRIC])
+    args = ["--stun", f"{twin_lab.server_addr}:{RELAY_PORT}"]
+    outcome = call(twin_lab, a.client.ns, b.client.ns, args, "direct-fails")
+    sdps = offered(outcome)
+    assert candidate_types(sdps) == {"host", "srflx"}, sdps
+    # both ends learnt their public address: the candidates were there, the NATs defeat them
+    for site in (a, b):
+        assert any(f" {site.public_ip()} " in sdp and " typ srflx " in sdp for sdp in sdps), sdps
+    for side in ("caller", "callee"):
+        assert outcome.connected(side)["event"] == "failed", (side, outcome.connected(side))
 
 
-def test_direct_call_between_full_cone_and_address_restricted_clients(
-    lab: Lab, relay: LabRelay
-) -> None:
-    """Stands in for "two full-cone clients" (the lab has one full-cone site): two cone NATs,
-    different sites, no route between their LANs, so only the NATs' mappings carry the call."""
-    lab.reset_nat_state([NatType.FULL_CONE, NatType.ADDRESS_RESTRICTED])
-    args = ["--stun", f"{lab.server_addr}:{RELAY_PORT}", "--packets", "50"]
-    outcome = call(
-        lab,
-        _client_ns(lab, NatType.FULL_CONE),
-        _client_ns(lab, NatType.ADDRESS_RESTRICTED),
-        args,
-        "direct-call",
-    )
-    offered = outcome.caller[0]["candidates"] + outcome.callee[0]["candidates"]
-    assert not any(" typ relay " in sdp for sdp in offered), "no relay was configured"
-    publics = {
-        "caller": lab.site(NatType.ADDRESS_RESTRICTED).public_ip(),
-        "callee": lab.site(NatType.FULL_CONE).public_ip(),
-    }
-    for side, remote_public in publics.items():
+def assert_direct(lab: Lab, outcome: CallOutcome, caller: Site, callee: Site) -> None:
+    """Both ends connected on a host or srflx candidate of their own and the other end's public
+    address (srflx, or prflx when its check arrived before its description)."""
+    for side, own, other in (("caller", caller, callee), ("callee", callee, caller)):
         state = outcome.connected(side)
         assert state["event"] == "connected", (side, state)
         pair = state["selected_pair"]
+        assert pair["local"]["type"] in ("host", "srflx"), pair
+        assert pair["local"]["address"] in (own.client.addr, own.public_ip()), pair
         assert pair["remote"]["type"] in ("srflx", "prflx"), pair
-        assert pair["remote"]["address"] == remote_public, pair
-    measured = outcome.last("caller")
-    assert measured["event"] == "measured" and measured["received"] >= 45, measured
+        assert pair["remote"]["address"] == other.public_ip(), pair
+        assert lab.server_addr not in (pair["local"]["address"], pair["remote"]["address"])
+    assert_data_arrived(outcome)
+
+
+def test_direct_call_between_two_full_cone_nats(twin_lab: Lab, twin_relay: LabRelay) -> None:
+    """No TURN server configured: the call runs through each side's public address."""
+    a, b = two_sites(twin_lab, NatType.FULL_CONE)
+    twin_lab.reset_nat_state([NatType.FULL_CONE])
+    args = ["--stun", f"{twin_lab.server_addr}:{RELAY_PORT}", "--packets", "50"]
+    outcome = call(twin_lab, a.client.ns, b.client.ns, args, "direct-call")
+    assert "relay" not in candidate_types(offered(outcome)), "no relay was configured"
+    assert_direct(twin_lab, outcome, a, b)
+
+
+def test_direct_call_punches_through_an_address_restricted_nat(lab: Lab, relay: LabRelay) -> None:
+    """A full cone calling an address-restricted cone (different sites, no route between their
+    LANs): the restricted side only lets the full cone in after sending to it itself."""
+    caller, callee = lab.site(NatType.FULL_CONE), lab.site(NatType.ADDRESS_RESTRICTED)
+    lab.reset_nat_state([caller.nat, callee.nat])
+    args = ["--stun", f"{lab.server_addr}:{RELAY_PORT}", "--packets", "50"]
+    outcome = call(lab, caller.client.ns, callee.client.ns, args, "punch-call")
+    assert "relay" not in candidate_types(offered(outcome)), "no relay was configured"
+    assert_direct(lab, outcome, caller, callee)

@@ -30,7 +30,16 @@ def _netns() -> list[str]:
     return [str(entry["name"]) for entry in json.loads(out)] if out.strip() else []
 
 
-def test_addresses_and_routes_use_only_allowed_ranges(lab: Lab) -> None:
+@pytest.fixture(params=["lab", "twin_lab"])
+def each_lab(request: pytest.FixtureRequest) -> Lab:
+    """Both session labs: the one-site-per-NAT lab and the one with two sites of a type."""
+    built = request.getfixturevalue(request.param)
+    assert isinstance(built, Lab)
+    return built
+
+
+def test_addresses_and_routes_use_only_allowed_ranges(each_lab: Lab) -> None:
+    lab = each_lab
     for host in lab.hosts.values():
         addrs = json.loads(lab.run(host, ["ip", "-json", "-4", "addr"], check=True).stdout)
         for link in addrs:
@@ -51,13 +60,15 @@ def test_addresses_and_routes_use_only_allowed_ranges(lab: Lab) -> None:
         assert "inet6" not in v6, (host.name, v6)  # IPv6 off unless Lab(ipv6=True)
 
 
-def test_root_namespace_untouched(lab: Lab, root_state_before: dict[str, object]) -> None:
+def test_root_namespace_untouched(each_lab: Lab, root_state_before: dict[str, object]) -> None:
+    lab = each_lab
     assert lab.namespaces  # the lab is up right now
     assert root_namespace_state() == root_state_before
 
 
-def test_forwarding_only_in_router_namespaces(lab: Lab) -> None:
-    routers = {lab.inet.ns} | {r.ns for site in lab.sites.values() for r in site.routers}
+def test_forwarding_only_in_router_namespaces(each_lab: Lab) -> None:
+    lab = each_lab
+    routers = {lab.inet.ns} | {r.ns for site in lab.all_sites for r in site.routers}
     for host in lab.hosts.values():
         value = lab.run(host, ["cat", "/proc/sys/net/ipv4/ip_forward"], check=True).stdout.strip()
         assert value == ("1" if host.ns in routers else "0"), host.name
