@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from rtccheck.causes import CauseId
 from rtccheck.credential_service import CredentialServiceError, ServerClock, fetch_ice_servers
 from rtccheck.results import CheckResult, Status, TargetInfo
 from rtccheck.uri import IceServer, UriError, parse_uri
@@ -198,6 +199,7 @@ def _service_failed(url: str, error: CredentialServiceError) -> CheckResult:
         target=url,
         status=Status.FAIL,
         summary=f"could not get credentials: {error.summary}",
+        cause_id=CauseId.CREDENTIALS_URL_FAILED,
         cause=error.cause,
         fix=error.fix,
         capabilities=("credentials",),

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rtccheck.address_scope import Scope, parse_ip, scope_of
+from rtccheck.causes import CauseId
+from rtccheck.diagnosis import Diagnosis
 from rtccheck.probe.messages import format_address
 from rtccheck.results import Status
 
@@ -19,11 +21,21 @@ Address = tuple[str, int]
 
 @dataclass(frozen=True)
 class RelayJudgement:
+    """The verdict on a relayed address; a diagnosis unless it passes."""
+
     status: Status
-    cause_id: str | None
     summary: str
-    cause: str | None = None
-    fix: str | None = None
+    diagnosis: Diagnosis | None = None
+
+    @property
+    def cause_id(self) -> CauseId | None:
+        return self.diagnosis.cause_id if self.diagnosis is not None else None
+
+
+def _finding(
+    status: Status, cause_id: CauseId, summary: str, cause: str, fix: str
+) -> RelayJudgement:
+    return RelayJudgement(status, summary, Diagnosis(cause_id, summary, cause, fix))
 
 
 def judge_relay(
@@ -44,13 +56,13 @@ def judge_relay(
         return _port_outside(text, expect_ports)
     if not scope.is_public:
         return _non_public(text, scope, scope_of(server_ip))
-    return RelayJudgement(Status.PASS, None, f"relayed address {text} is public")
+    return RelayJudgement(Status.PASS, f"relayed address {text} is public")
 
 
 def _unspecified(text: str) -> RelayJudgement:
-    return RelayJudgement(
+    return _finding(
         Status.FAIL,
-        "relay-unspecified",
+        CauseId.RELAY_UNSPECIFIED,
         f"relay advertises the unspecified address {text}",
         "The server hands out 0.0.0.0/:: as relayed address: it relays from a wildcard socket "
         "without knowing its own address, so no peer can send to it.",
@@ -60,9 +72,9 @@ def _unspecified(text: str) -> RelayJudgement:
 
 
 def _unexpected_address(text: str, expected: str) -> RelayJudgement:
-    return RelayJudgement(
+    return _finding(
         Status.FAIL,
-        "relay-address-unexpected",
+        CauseId.RELAY_ADDRESS_UNEXPECTED,
         f"relayed address {text} is not the expected {expected}",
         "The server advertises another address than the one peers should use: a wrong "
         "external/advertised address, or the request reached another server.",
@@ -73,9 +85,9 @@ def _unexpected_address(text: str, expected: str) -> RelayJudgement:
 
 def _port_outside(text: str, ports: tuple[int, int]) -> RelayJudgement:
     low, high = ports
-    return RelayJudgement(
+    return _finding(
         Status.FAIL,
-        "relay-port-outside-range",
+        CauseId.RELAY_PORT_OUTSIDE_RANGE,
         f"relayed port of {text} is outside {low}-{high}",
         f"The relay port is outside the range the firewall is expected to open ({low}-{high}): "
         "peers' packets to it will be dropped.",
@@ -88,13 +100,12 @@ def _non_public(text: str, scope: Scope, server_scope: Scope) -> RelayJudgement:
     if scope is server_scope:
         return RelayJudgement(
             Status.PASS,
-            None,
             f"relayed address {text} is {scope.value}, like the server's address: fine for a "
             "private deployment, unreachable from the internet",
         )
-    return RelayJudgement(
+    return _finding(
         Status.WARN,
-        "relay-private-address",
+        CauseId.RELAY_PRIVATE_ADDRESS,
         f"relay advertises a {scope.value} address {text}",
         "relay advertises a private address: remote peers can't reach it; set the "
         "external/advertised address.",

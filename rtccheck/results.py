@@ -38,13 +38,18 @@ class ExitCode(IntEnum):
 
 @dataclass(frozen=True)
 class CheckResult:
-    """One finding: what was checked against which target, how it went, and why."""
+    """One finding: what was checked against which target, how it went, and why.
+
+    A failure or warning names its cause twice: ``cause_id`` for machines (one of
+    `rtccheck.causes.CauseId`, stable across versions) and ``cause``/``fix`` for people.
+    """
 
     check: str
     target: str
     status: Status
     summary: str
     metrics: Metrics = field(default_factory=dict)
+    cause_id: str | None = None
     cause: str | None = None
     fix: str | None = None
     details: dict[str, JsonValue] = field(default_factory=dict)

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Protocol
 
+from rtccheck.causes import CauseId
 from rtccheck.checks.base import CheckContext, Family
 from rtccheck.results import CheckResult, Status
 
@@ -58,6 +59,7 @@ def _overran(name: str, deadline: float) -> CheckResult:
         target="-",
         status=Status.FAIL,
         summary=f"did not finish within {deadline:g} s",
+        cause_id=CauseId.CHECK_TIMEOUT,
         cause="The check kept waiting past its deadline (every probe has its own timeout).",
         fix="Lower --timeout, or report this as a bug in rtccheck with the command line used.",
     )
@@ -69,6 +71,7 @@ def _crashed(name: str, error: Exception) -> CheckResult:
         target="-",
         status=Status.FAIL,
         summary=f"the check crashed: {type(error).__name__}: {error}",
+        cause_id=CauseId.CHECK_CRASHED,
         cause="An error inside rtccheck, not a finding about the servers.",
         fix="Report it as a bug in rtccheck with the command line used.",
     )

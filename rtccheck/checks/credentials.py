@@ -17,13 +17,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rtccheck.causes import CauseId
 from rtccheck.checks.base import CheckContext, CheckOptions
 from rtccheck.credential_service import ServerClock
-from rtccheck.password_diagnosis import diagnose_mismatch, password_matches
+from rtccheck.explain.password_diagnosis import diagnose_mismatch, password_matches
+from rtccheck.explain.username_shape import Shape, UsernameShape, analyse_username
 from rtccheck.results import CheckResult, Metrics, Status
 from rtccheck.timefmt import human_duration, utc_text
 from rtccheck.uri import IceServer
-from rtccheck.username_shape import Shape, UsernameShape, analyse_username
 
 CAPABILITY = ("credentials",)
 #: a credential expiring sooner than this cannot carry a call started now
@@ -93,6 +94,7 @@ def _missing(server: IceServer) -> CheckResult:
         target=server.uri,
         status=Status.FAIL,
         summary="no username/credential for this TURN server",
+        cause_id=CauseId.NO_CREDENTIALS,
         cause="TURN servers allocate relays only for authenticated clients "
         "(long-term credentials).",
         fix="Pass --username and --credential, --secret (to mint REST credentials) "
@@ -125,6 +127,7 @@ def _milliseconds(subject: Subject, shape: UsernameShape, sep: str, _: bool) -> 
         Status.WARN,
         f"expiry {shape.expiry} is in milliseconds ({utc_text(seconds)} if divided by 1000)",
         metrics={"expires_at": shape.expiry},
+        cause_id=CauseId.USERNAME_MILLISECONDS,
         cause="The REST scheme counts seconds; read as seconds this expiry is thousands of years "
         "away, so the credential never expires.",
         fix="Divide by 1000 when minting (in JavaScript: Math.floor(Date.now() / 1000) + ttl).",
@@ -137,6 +140,7 @@ def _wrong_separator(subject: Subject, shape: UsernameShape, sep: str, _: bool) 
         subject,
         Status.FAIL,
         f"expiry and user are separated by {found!r} instead of {sep!r}",
+        cause_id=CauseId.USERNAME_MALFORMED,
         cause=f"The server splits REST usernames at {sep!r} to read the expiry; in "
         f"{subject.username!r} it finds no {sep!r}, so it cannot read the expiry and answers "
         "401 Unauthorized.",
@@ -153,6 +157,7 @@ def _reversed(subject: Subject, shape: UsernameShape, sep: str, _: bool) -> Chec
         subject,
         Status.FAIL,
         f"user and expiry are reversed (expiry must come first){also}",
+        cause_id=CauseId.USERNAME_MALFORMED,
         cause=f"The REST scheme puts the expiry first; the server reads {shape.user!r} where "
         "it expects a Unix time, finds no number and answers 401 Unauthorized.",
         fix=f"Build the username as {good!r} (expiry first) and compute the password over "
@@ -166,6 +171,7 @@ def _static(subject: Subject, shape: UsernameShape, sep: str, has_secret: bool) 
             subject,
             Status.WARN,
             "static username: not a TURN REST username, so the REST secret does not apply",
+            cause_id=CauseId.USERNAME_NOT_REST,
             cause="A --secret was given, but the username carries no expiry; a server using "
             "REST authentication only accepts it if it also knows it as a static user.",
             fix=f"Use a REST username '<expiry>{sep}<user>' or configure the user on the server.",
@@ -191,6 +197,7 @@ def _username(
     summary: str,
     *,
     metrics: Metrics | None = None,
+    cause_id: CauseId | None = None,
     cause: str | None = None,
     fix: str | None = None,
 ) -> CheckResult:
@@ -200,6 +207,7 @@ def _username(
         status=status,
         summary=summary,
         metrics=metrics or {},
+        cause_id=cause_id,
         cause=cause,
         fix=fix,
         details={"username": subject.username},
@@ -234,6 +242,7 @@ def _expiry(subject: Subject, expiry: int, left: float, metrics: Metrics) -> Che
             Status.FAIL,
             f"expired {human_duration(left)} ago (at {until})",
             metrics,
+            cause_id=CauseId.CREDENTIAL_EXPIRED,
             cause="REST credentials are valid until the expiry in their username; "
             "the server rejects this one with 401 Unauthorized.",
             fix="Mint a fresh credential shortly before connecting (do not cache it past its "
@@ -245,6 +254,7 @@ def _expiry(subject: Subject, expiry: int, left: float, metrics: Metrics) -> Che
             Status.WARN,
             f"expires in {human_duration(left)} (at {until})",
             metrics,
+            cause_id=CauseId.CREDENTIAL_EXPIRES_SOON,
             cause="A call started now loses its relay at the first refresh after the expiry "
             "(turnkit refuses refreshes with expired credentials).",
             fix="Mint credentials with a ttl that covers a whole call (an hour or more).",
@@ -255,6 +265,7 @@ def _expiry(subject: Subject, expiry: int, left: float, metrics: Metrics) -> Che
             Status.WARN,
             f"valid for another {human_duration(left)} (until {until})",
             metrics,
+            cause_id=CauseId.CREDENTIAL_LONG_LIVED,
             cause="A credential valid this long works for anyone who copies it from the app.",
             fix="Use a ttl of hours (a day at most) and mint credentials per session.",
         )
@@ -276,6 +287,7 @@ def _clocks_disagree(
             Status.FAIL,
             f"valid by this machine's clock, but expired by the server's ({skew} ours)",
             metrics,
+            cause_id=CauseId.CLOCK_SKEW,
             cause=f"The server's clock is {skew} this machine's (from the {clock.source}), so "
             "it already sees the credential as expired and answers 401 Unauthorized.",
             fix="Synchronise the clocks of the TURN server and the credential issuer (NTP).",
@@ -285,6 +297,7 @@ def _clocks_disagree(
         Status.WARN,
         f"expired by this machine's clock, but still valid by the server's ({skew} ours)",
         metrics,
+        cause_id=CauseId.CLOCK_SKEW,
         cause=f"This machine's clock differs from the server's by {human_duration(clock.offset_s)} "
         f"(from the {clock.source}); the server still accepts the credential.",
         fix="Synchronise this machine's clock (NTP) before trusting expiry checks.",
@@ -297,6 +310,7 @@ def _expiry_finding(
     summary: str,
     metrics: Metrics,
     *,
+    cause_id: CauseId | None = None,
     cause: str | None = None,
     fix: str | None = None,
 ) -> CheckResult:
@@ -306,6 +320,7 @@ def _expiry_finding(
         status=status,
         summary=summary,
         metrics=metrics,
+        cause_id=cause_id,
         cause=cause,
         fix=fix,
         capabilities=CAPABILITY,
@@ -326,7 +341,12 @@ def password_result(
         return _password(subject, Status.PASS, "password = base64(HMAC-SHA1(secret, username))")
     cause, fix = diagnose_mismatch(secret, subject.username, subject.credential)
     return _password(
-        subject, Status.FAIL, "password does not match the secret", cause=cause, fix=fix
+        subject,
+        Status.FAIL,
+        "password does not match the secret",
+        cause_id=CauseId.WRONG_PASSWORD,
+        cause=cause,
+        fix=fix,
     )
 
 
@@ -335,6 +355,7 @@ def _password(
     status: Status,
     summary: str,
     *,
+    cause_id: CauseId | None = None,
     cause: str | None = None,
     fix: str | None = None,
 ) -> CheckResult:
@@ -343,6 +364,7 @@ def _password(
         target=subject.target,
         status=status,
         summary=summary,
+        cause_id=cause_id,
         cause=cause,
         fix=fix,
         capabilities=CAPABILITY if status is not Status.SKIP else (),
@@ -362,6 +384,7 @@ def clock_result(clock: ServerClock) -> CheckResult:
         f"server clock is {human_duration(offset)} {direction} this machine's",
         clock,
         metrics,
+        cause_id=CauseId.CLOCK_SKEW,
         cause="REST credentials carry an absolute expiry, so skewed clocks make fresh "
         "credentials look expired (or expired ones valid).",
         fix="Run NTP (chrony, systemd-timesyncd) on the TURN servers, the credential issuer "
@@ -375,6 +398,7 @@ def _clock(
     clock: ServerClock,
     metrics: Metrics,
     *,
+    cause_id: CauseId | None = None,
     cause: str | None = None,
     fix: str | None = None,
 ) -> CheckResult:
@@ -384,6 +408,7 @@ def _clock(
         status=status,
         summary=summary,
         metrics=metrics,
+        cause_id=cause_id,
         cause=cause,
         fix=fix,
     )

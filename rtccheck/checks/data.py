@@ -26,9 +26,11 @@ from dataclasses import dataclass
 
 from aioice import Candidate
 
+from rtccheck.causes import CauseId
 from rtccheck.checks.base import CheckContext
-from rtccheck.data_exchange import Measurement, measure
-from rtccheck.ice_agent import (
+from rtccheck.diagnosis import Diagnosis, diagnosed
+from rtccheck.explain.turn_diagnosis import no_relay_problem, permission_problem, route_problem
+from rtccheck.ice.agent import (
     AgentSettings,
     HostAddresses,
     IceAgent,
@@ -41,10 +43,9 @@ from rtccheck.ice_agent import (
     settings_for,
     unsupported_reason,
 )
-from rtccheck.problem import Problem, problem_result
+from rtccheck.ice.exchange import Measurement, measure
 from rtccheck.results import CheckResult, JsonValue, Metrics, Status
-from rtccheck.trust import client_context
-from rtccheck.turn_diagnosis import no_relay_problem, permission_problem, route_problem
+from rtccheck.tlsinfo.trust import client_context
 from rtccheck.uri import IceServer
 
 WARN_LOSS_PCT = 2.0
@@ -100,6 +101,7 @@ def _skipped(server: IceServer) -> CheckResult | None:
         server.uri,
         Status.SKIP,
         f"skipped: {reason or 'no TURN credentials for this server'}",
+        cause_id=None if reason else CauseId.NO_CREDENTIALS,
         fix=None if reason else "Give --username/--credential, --secret or an iceServers entry.",
     )
 
@@ -186,12 +188,12 @@ def _gathered(path: DataPath, agents: Agents) -> list[JsonValue]:
 
 async def _missing_candidates(
     path: DataPath, agents: Agents, gathering_s: float, ctx: CheckContext
-) -> Problem | None:
+) -> Diagnosis | None:
     if path.server is None:
         if agents.caller.candidates_of_type("host") and agents.responder.candidates_of_type("host"):
             return None
-        return Problem(
-            "no-host-candidate",
+        return Diagnosis(
+            CauseId.NO_HOST_CANDIDATE,
             "no host candidate: no local address could be used",
             "The agents could not bind a UDP socket on any local address.",
             "Check the host's network configuration and local firewall.",
@@ -202,10 +204,10 @@ async def _missing_candidates(
     return problem.prefixed("no relay candidate")
 
 
-async def _no_connectivity(path: DataPath, agents: Agents, ctx: CheckContext) -> Problem:
+async def _no_connectivity(path: DataPath, agents: Agents, ctx: CheckContext) -> Diagnosis:
     if path.server is None:
-        return Problem(
-            "checks-failed",
+        return Diagnosis(
+            CauseId.ICE_CHECKS_FAILED,
             "ICE connectivity checks between the host candidates failed",
             "Both agents have host candidates but no check got through: a local firewall "
             "drops UDP between local ports.",
@@ -215,8 +217,8 @@ async def _no_connectivity(path: DataPath, agents: Agents, ctx: CheckContext) ->
     refused = await permission_problem(path.server, path.tls, (peer.host, peer.port), ctx)
     if refused is not None:
         return refused
-    return Problem(
-        "relay-blocked",
+    return Diagnosis(
+        CauseId.RELAY_DATA_LOST,
         "allocation works but no data flows through the relay",
         f"The relay accepted a permission for the other agent's relayed address {peer.host}, "
         "but no connectivity check came through: a firewall drops relayed traffic (the relay "
@@ -246,6 +248,7 @@ def verdict(
         status,
         summary,
         metrics,
+        cause_id=CauseId.PACKET_LOSS if status is Status.WARN else None,
         cause=_loss_cause(path) if status is Status.WARN else None,
         fix="Look for congestion or a rate limit on the path." if status is Status.WARN else None,
         details=details,
@@ -302,9 +305,9 @@ def _details(
 
 
 def _failed(
-    path: DataPath, problem: Problem, metrics: Metrics, details: dict[str, JsonValue]
+    path: DataPath, problem: Diagnosis, metrics: Metrics, details: dict[str, JsonValue]
 ) -> CheckResult:
-    return problem_result(
+    return diagnosed(
         path.check,
         path.target,
         problem,
@@ -314,20 +317,20 @@ def _failed(
     )
 
 
-def _wrong_pair(path: DataPath, local: Candidate, remote: Candidate) -> Problem:
-    return Problem(
-        "wrong-pair",
+def _wrong_pair(path: DataPath, local: Candidate, remote: Candidate) -> Diagnosis:
+    return Diagnosis(
+        CauseId.WRONG_CANDIDATE_PAIR,
         f"ICE selected {local.type} -> {remote.type}, not the {path.label} path",
         "The agents connected on a pair this path does not test.",
         "Report this as a bug in rtccheck with the command line used.",
     )
 
 
-def _no_data(path: DataPath, measured: Measurement) -> Problem:
+def _no_data(path: DataPath, measured: Measurement) -> Diagnosis:
     lost = f" ({measured.error})" if measured.error else ""
     where = "through the relay" if path.server is not None else "on the direct path"
-    return Problem(
-        "no-data",
+    return Diagnosis(
+        CauseId.NO_DATA,
         f"ICE connected {where} but none of {measured.pings_sent} packets came back{lost}",
         "Connectivity checks passed, yet data packets are lost: the relay drops ChannelData "
         "or Send indications, or a middlebox filters data but not STUN.",
@@ -335,9 +338,9 @@ def _no_data(path: DataPath, measured: Measurement) -> Problem:
     )
 
 
-def _heavy_loss(summary: str, measured: Measurement) -> Problem:
-    return Problem(
-        "heavy-loss",
+def _heavy_loss(summary: str, measured: Measurement) -> Diagnosis:
+    return Diagnosis(
+        CauseId.HEAVY_PACKET_LOSS,
         summary,
         f"{measured.loss_pct:.0f}% of the packets were lost: calls on this path break up.",
         "Look for congestion, a rate limit or a lossy link on the path.",

@@ -24,6 +24,7 @@ import dns.exception
 import dns.nameserver
 import dns.resolver
 
+from rtccheck.causes import CauseId
 from rtccheck.checks.base import CheckContext
 from rtccheck.results import CheckResult, JsonValue, Metrics, Status
 from rtccheck.uri import IceServer
@@ -144,6 +145,7 @@ def judge_addresses(
             Status.FAIL,
             "the name does not exist in DNS (NXDOMAIN)",
             metrics,
+            cause_id=CauseId.DNS_FAILURE,
             cause=f"No DNS record exists for {host}, so no client can find the server.",
             fix="Check the spelling in the URI, or create A/AAAA records for the name.",
         )
@@ -154,6 +156,7 @@ def judge_addresses(
             Status.FAIL,
             problem or "no A or AAAA records",
             metrics,
+            cause_id=CauseId.DNS_FAILURE,
             cause=f"DNS gave no address for {host}: {problem or 'the name has no A/AAAA records'}.",
             fix="Publish A (and AAAA) records for the server, and check the DNS servers answer.",
         )
@@ -165,6 +168,7 @@ def judge_addresses(
             Status.WARN,
             summary,
             metrics,
+            cause_id=CauseId.DNS_PRIVATE_ADDRESS,
             cause=f"{', '.join(private)} is a private, loopback or link-local address: "
             "clients outside this network cannot reach it.",
             fix="Publish the server's public address (fine to ignore for a LAN-only deployment).",
@@ -176,6 +180,7 @@ def judge_addresses(
             Status.WARN,
             summary + " (IPv6 only)",
             metrics,
+            cause_id=CauseId.DNS_IPV6_ONLY,
             cause="The name has only AAAA records: clients without IPv6 cannot reach the server.",
             fix="Publish an A record as well.",
             details=details,
@@ -194,6 +199,7 @@ def _address_result(
     summary: str,
     metrics: Metrics,
     *,
+    cause_id: CauseId | None = None,
     cause: str | None = None,
     fix: str | None = None,
     details: dict[str, JsonValue] | None = None,
@@ -204,6 +210,7 @@ def _address_result(
         status=status,
         summary=summary,
         metrics=metrics,
+        cause_id=cause_id,
         cause=cause,
         fix=fix,
         details=details or {},
@@ -262,6 +269,7 @@ def judge_srv(
             "SRV port differs from the URI: " + "; ".join(conflicts),
             metrics,
             details,
+            cause_id=CauseId.DNS_SRV_PORT_MISMATCH,
             cause="Clients that follow SRV records connect to another port than the URI names.",
             fix="Make the SRV records and the URIs agree on the port.",
         )
@@ -272,6 +280,7 @@ def judge_srv(
             f"SRV lookups failed: {failures[0]}",
             metrics,
             details,
+            cause_id=CauseId.DNS_SRV_FAILED,
             cause="The DNS servers did not answer the SRV queries.",
             fix="Check the DNS servers for the domain (SRV records are optional).",
         )
@@ -288,6 +297,7 @@ def _srv_result(
     metrics: Metrics,
     details: dict[str, JsonValue],
     *,
+    cause_id: CauseId | None = None,
     cause: str | None = None,
     fix: str | None = None,
 ) -> CheckResult:
@@ -297,6 +307,7 @@ def _srv_result(
         status=status,
         summary=summary,
         metrics=metrics,
+        cause_id=cause_id,
         cause=cause,
         fix=fix,
         details=details,
@@ -309,6 +320,7 @@ def _no_resolver() -> CheckResult:
         target="-",
         status=Status.FAIL,
         summary="no DNS resolver configured on this machine",
+        cause_id=CauseId.DNS_NO_RESOLVER,
         cause="This machine has no DNS servers configured (no /etc/resolv.conf nameserver).",
         fix="Configure DNS, or pass --nameserver ADDRESS[:PORT].",
         capabilities=CAPABILITY,

@@ -27,8 +27,11 @@ from dataclasses import dataclass
 
 from aioice import Candidate
 
+from rtccheck.causes import CauseId
 from rtccheck.checks.base import CheckContext
-from rtccheck.ice_agent import (
+from rtccheck.diagnosis import Diagnosis, diagnosed
+from rtccheck.explain.turn_diagnosis import no_relay_problem, route_problem, timeout_problem
+from rtccheck.ice.agent import (
     AgentSettings,
     HostAddresses,
     IceAgent,
@@ -39,10 +42,8 @@ from rtccheck.ice_agent import (
     settings_for,
     unsupported_reason,
 )
-from rtccheck.problem import Problem, problem_result
 from rtccheck.results import CheckResult, JsonValue, Metrics, Status
-from rtccheck.trust import client_context
-from rtccheck.turn_diagnosis import no_relay_problem, route_problem, timeout_problem
+from rtccheck.tlsinfo.trust import client_context
 from rtccheck.uri import IceServer
 
 
@@ -89,7 +90,7 @@ async def gather_host(hosts: HostAddresses, ctx: CheckContext) -> CheckResult:
     }
     metrics: Metrics = {"host": len(found), "gathering_ms": _ms(gathered.elapsed_s)}
     if not found:
-        return problem_result("gather.host", "local", _no_host_problem(), metrics=metrics)
+        return diagnosed("gather.host", "local", _no_host_problem(), metrics=metrics)
     addresses = ", ".join(dict.fromkeys(c.host for c in found))
     summary = f"{len(found)} host candidate(s): {addresses}"
     if hosts.loopback_reason is not None:
@@ -101,6 +102,7 @@ async def gather_host(hosts: HostAddresses, ctx: CheckContext) -> CheckResult:
         status=Status.WARN if only_loopback else Status.PASS,
         summary=summary,
         metrics=metrics,
+        cause_id=CauseId.LOOPBACK_ONLY if only_loopback else None,
         cause="This host has only loopback addresses: peers elsewhere cannot reach it directly."
         if only_loopback
         else None,
@@ -109,9 +111,9 @@ async def gather_host(hosts: HostAddresses, ctx: CheckContext) -> CheckResult:
     )
 
 
-def _no_host_problem() -> Problem:
-    return Problem(
-        "no-host-candidate",
+def _no_host_problem() -> Diagnosis:
+    return Diagnosis(
+        CauseId.NO_HOST_CANDIDATE,
         "no host candidate: no local address could be used",
         "The agent could not bind a UDP socket on any local address.",
         "Check the host's network configuration (ip address) and local firewall.",
@@ -129,7 +131,7 @@ async def gather_server(
         return _no_credentials(check, server)
     unroutable = await route_problem(server) if server.transport == "udp" else None
     if unroutable is not None:
-        return problem_result(check, server.uri, unroutable)
+        return diagnosed(check, server.uri, unroutable)
     gathered = await gather(settings_for(server, tls, relay_only=False), hosts, ctx)
     if server.is_turn:
         return await _relay_result(server, gathered, tls, ctx)
@@ -142,6 +144,7 @@ def _no_credentials(check: str, server: IceServer) -> CheckResult:
         server.uri,
         Status.SKIP,
         "skipped: no TURN credentials for this server",
+        cause_id=CauseId.NO_CREDENTIALS,
         fix="Give --username/--credential, --secret (REST) or an iceServers entry with both.",
     )
 
@@ -167,9 +170,7 @@ async def _relay_result(
     if not relays:
         problem = await no_relay_problem(server, gathered.elapsed_s, tls, ctx)
         prefixed = problem.prefixed("no relay candidate")
-        return problem_result(
-            "gather.relay", server.uri, prefixed, metrics=metrics, details=details
-        )
+        return diagnosed("gather.relay", server.uri, prefixed, metrics=metrics, details=details)
     relay = relays[0]
     summary = f"relay {relay.host}:{relay.port} over {relay_protocol(server).upper()}"
     if server.transport == "udp" and not gathered.of_type("srflx"):
@@ -189,10 +190,11 @@ def _relay_without_srflx(
         Status.WARN,
         f"{summary}; but no srflx candidate",
         metrics,
+        cause_id=CauseId.NO_SRFLX_CANDIDATE,
         cause="The TURN server allocated a relay but answered no STUN Binding request over UDP, "
         "so clients learn no server-reflexive address from it.",
         fix="Enable STUN on the TURN listener (coturn: remove --no-stun), or list a STUN server.",
-        details={"problem": "no-srflx-candidate", **details},
+        details=details,
     )
 
 
@@ -207,20 +209,20 @@ async def _srflx_result(server: IceServer, gathered: Gathered, ctx: CheckContext
         )
     problem = await _srflx_problem(server, gathered, ctx)
     prefixed = problem.prefixed("no srflx candidate")
-    return problem_result("gather.srflx", server.uri, prefixed, metrics=metrics, details=details)
+    return diagnosed("gather.srflx", server.uri, prefixed, metrics=metrics, details=details)
 
 
-async def _srflx_problem(server: IceServer, gathered: Gathered, ctx: CheckContext) -> Problem:
+async def _srflx_problem(server: IceServer, gathered: Gathered, ctx: CheckContext) -> Diagnosis:
     if not [c for c in gathered.of_type("host") if ":" not in c.host]:
-        return Problem(
-            "no-ipv4-host",
+        return Diagnosis(
+            CauseId.NO_IPV4_HOST_CANDIDATE,
             "no IPv4 host candidate to ask the STUN server from",
             "aioice asks STUN servers from IPv4 host candidates only, and this host has none.",
             "Give the host an IPv4 address.",
         )
     if not await _resolves(server.host):
-        return Problem(
-            "unresolved",
+        return Diagnosis(
+            CauseId.DNS_FAILURE,
             f"{server.host} has no IPv4 address",
             "The STUN server's name does not resolve to an IPv4 address.",
             "Fix the DNS name (`rtccheck dns` shows the records).",

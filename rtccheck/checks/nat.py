@@ -19,6 +19,7 @@ Examples:
 
 from __future__ import annotations
 
+from rtccheck.causes import CauseId
 from rtccheck.checks.base import CheckContext
 from rtccheck.nat import (
     ClassicName,
@@ -83,25 +84,26 @@ def nat_result(
         status=status,
         summary=_summary(result),
         metrics=_metrics(observations, result, trace),
+        cause_id=cause_id,
         cause=result.verdict if status is not Status.PASS else None,
         fix=fix,
-        details=_details(observations, result, trace, cause_id),
+        details=_details(observations, result, trace),
     )
 
 
-def judge(result: NatClassification) -> tuple[Status, str | None, str | None]:
+def judge(result: NatClassification) -> tuple[Status, CauseId | None, str | None]:
     """(status, cause_id, fix): fine, a risk for calls (warn), or nothing reachable (fail)."""
     if result.classic_name is ClassicName.UDP_BLOCKED:
         if result.transport in (TransportAdvice.NONE, TransportAdvice.UNKNOWN):
-            return Status.FAIL, "no-server-reachable", _NOTHING_FIX
-        return Status.WARN, "udp-blocked", _UDP_BLOCKED_FIX
+            return Status.FAIL, CauseId.NO_SERVER_REACHABLE, _NOTHING_FIX
+        return Status.WARN, CauseId.UDP_BLOCKED, _UDP_BLOCKED_FIX
     if result.turn_need in _FINE:
         return Status.PASS, None, None
     if result.mapping in (MappingBehavior.UNKNOWN,) or result.turn_need is TurnNeed.UNKNOWN:
-        return Status.WARN, "nat-unknown", _UNKNOWN_FIX
+        return Status.WARN, CauseId.NAT_UNKNOWN, _UNKNOWN_FIX
     if result.mapping in (MappingBehavior.NO_NAT, MappingBehavior.ENDPOINT_INDEPENDENT):
-        return Status.WARN, "restrictive-filtering", _TURN_FIX
-    return Status.WARN, "symmetric-nat", _TURN_FIX
+        return Status.WARN, CauseId.RESTRICTIVE_FILTERING, _TURN_FIX
+    return Status.WARN, CauseId.SYMMETRIC_NAT, _TURN_FIX
 
 
 _TURN_FIX = (
@@ -148,7 +150,7 @@ def _metrics(obs: NatObservations, result: NatClassification, trace: NatTrace) -
 
 
 def _details(
-    obs: NatObservations, result: NatClassification, trace: NatTrace, cause_id: str | None
+    obs: NatObservations, result: NatClassification, trace: NatTrace
 ) -> dict[str, JsonValue]:
     details: dict[str, JsonValue] = {
         "verdict": result.verdict,
@@ -163,8 +165,6 @@ def _details(
     if trace.lifetime_bounds_s is not None:
         low, high = trace.lifetime_bounds_s
         details["mapping_lifetime_bounds_s"] = [low, high]
-    if cause_id is not None:
-        details["cause_id"] = cause_id
     return details
 
 

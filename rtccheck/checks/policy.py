@@ -20,6 +20,7 @@ import asyncio
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from rtccheck.causes import CauseId
 from rtccheck.checks.base import CheckContext
 from rtccheck.checks.turn import Target, explain, new_session, plan
 from rtccheck.forbidden_peers import FORBIDDEN_PEERS, PEER_PORT, ForbiddenPeer
@@ -200,13 +201,14 @@ def _accepts_forbidden(
         summary=f"the relay wrongly accepts {len(accepted)} forbidden peer addresses: "
         f"{listed}{more}",
         metrics=metrics,
+        cause_id=CauseId.FORBIDDEN_PEERS_ACCEPTED,
         cause="Any client with credentials can make this relay send packets to these "
         "addresses: into the server's own host and network (internal services, the cloud "
         "metadata service), bypassing firewalls (SSRF through TURN).",
         fix="Deny them in the relay's peer policy: turn-relay denies them by default (check "
         "allowed_peers); coturn needs denied-peer-ip for RFC 1918/100.64/169.254 ranges, "
         "no allow-loopback-peers, and a version that canonicalises IPv4-mapped peers.",
-        details={**details, "cause_id": "forbidden-peers-accepted"},
+        details=details,
         capabilities=CAPABILITY,
     )
 
@@ -222,13 +224,14 @@ def _peer_detail(outcome: PeerOutcome) -> dict[str, JsonValue]:
 
 
 def _not_audited(target: Target, error: ProbeError, ctx: CheckContext) -> CheckResult:
-    explanation = explain(target, error, None, ctx)
+    diagnosis = explain(target, error, None, ctx)
     return CheckResult(
         check="policy.peers",
         target=target.server.uri,
         status=Status.SKIP,
-        summary=f"cannot audit: no allocation ({explanation.summary}); see the turn check",
-        details={"cause_id": explanation.cause_id, "error": str(error)},
+        summary=f"cannot audit: no allocation ({diagnosis.summary}); see the turn check",
+        cause_id=diagnosis.cause_id,
+        details={"error": str(error)},
     )
 
 

@@ -16,10 +16,13 @@ Examples:
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
+from rtccheck.causes import CauseId
 from rtccheck.checks.base import CheckContext
-from rtccheck.failures import explain_failure
+from rtccheck.diagnosis import Diagnosis, diagnosed
+from rtccheck.explain.transport import explain_failure
 from rtccheck.nat import endpoint as canonical_endpoint
 from rtccheck.probe import messages
 from rtccheck.probe.connect import Connection, ServerEndpoint, Transport, connect
@@ -85,7 +88,7 @@ async def run_probe(probe: Probe, ctx: CheckContext) -> CheckResult:
     try:
         answered = await binding(probe.endpoint, ctx)
     except ProbeError as error:
-        return failed(probe, error, ctx.timeout)
+        return failed(probe, error, ctx.timeout, ca_file=probe_settings(ctx.options).ca_file)
     return passed(probe, answered)
 
 
@@ -139,32 +142,33 @@ def passed(probe: Probe, answered: Answered) -> CheckResult:
     )
 
 
-def failed(probe: Probe, error: ProbeError, timeout: float) -> CheckResult:
+def failed(
+    probe: Probe, error: ProbeError, timeout: float, *, ca_file: Path | None = None
+) -> CheckResult:
     if error.kind is FailureKind.ERROR_RESPONSE:
-        cause_id, summary, cause, fix = _error_answer(probe, error)
+        diagnosis = _error_answer(probe, error)
     else:
-        explanation = explain_failure(error, probe.endpoint, timeout)
-        cause_id, summary = explanation.cause_id, explanation.summary
-        cause, fix = explanation.cause, explanation.fix
-    status = Status.FAIL if probe.required else Status.WARN
+        diagnosis = explain_failure(error, probe.endpoint, timeout, ca_file=ca_file)
     if not probe.required:
-        cause += " Browsers use STUN over UDP only, so this matters only for other clients."
-    return CheckResult(
-        check=probe.check,
-        target=probe.server.uri,
-        status=status,
-        summary=summary,
+        diagnosis = replace(
+            diagnosis,
+            cause=diagnosis.cause
+            + " Browsers use STUN over UDP only, so this matters only for other clients.",
+        )
+    return diagnosed(
+        probe.check,
+        probe.server.uri,
+        diagnosis,
+        status=Status.FAIL if probe.required else Status.WARN,
         metrics={"error_code": error.code} if error.code is not None else {},
-        cause=cause,
-        fix=fix,
-        details={"cause_id": cause_id, "error": str(error)},
+        details={"error": str(error)},
         capabilities=CAPABILITY if probe.required else (),
     )
 
 
-def _error_answer(probe: Probe, error: ProbeError) -> tuple[str, str, str, str]:
-    return (
-        f"error-{error.code}",
+def _error_answer(probe: Probe, error: ProbeError) -> Diagnosis:
+    return Diagnosis(
+        CauseId.BINDING_REFUSED,
         f"{probe.endpoint.label} answered the Binding request with {error.detail}",
         "The server refused a plain Binding request, which every STUN server must answer "
         "(RFC 8489): it is not a STUN server, or it requires authentication for Binding.",

@@ -22,23 +22,25 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtccheck.certificate import CertificateFacts, parse_certificate
+from rtccheck.causes import CauseId
 from rtccheck.checks.base import CheckContext
-from rtccheck.problem import Problem, problem_result
+from rtccheck.diagnosis import Diagnosis, diagnosed
+from rtccheck.probe.errors import FailureKind, from_os_error
 from rtccheck.results import CheckResult, JsonValue, Metrics, Status
-from rtccheck.trust import (
+from rtccheck.tlsinfo.certificate import CertificateFacts, parse_certificate
+from rtccheck.tlsinfo.trust import (
     client_context,
-    expired_problem,
-    name_mismatch_problem,
+    expired_diagnosis,
+    name_mismatch_diagnosis,
     trust_source,
-    verification_problem,
+    verification_diagnosis,
 )
 from rtccheck.uri import IceServer
 
 CAPABILITY = ("tls",)
 EXPIRY_WARN_DAYS = 14
 MODERN_VERSIONS = ("TLSv1.2", "TLSv1.3")
-_WARN_CODES = ("expires-soon", "old-protocol")
+_WARNINGS = (CauseId.TLS_EXPIRES_SOON, CauseId.TLS_OLD_PROTOCOL)
 
 
 @dataclass(frozen=True)
@@ -53,11 +55,11 @@ class Handshake:
 
 
 class ConnectFailedError(Exception):
-    """The TCP connection or the handshake failed; carries the explanation."""
+    """The TCP connection or the handshake failed; carries the diagnosis."""
 
-    def __init__(self, problem: Problem) -> None:
-        super().__init__(problem.summary)
-        self.problem = problem
+    def __init__(self, diagnosis: Diagnosis) -> None:
+        super().__init__(diagnosis.summary)
+        self.diagnosis = diagnosis
 
 
 async def run(ctx: CheckContext) -> list[CheckResult]:
@@ -78,7 +80,7 @@ async def check_server(
     except (ssl.SSLError, ConnectionError) as failed:
         return await _handshake_failed(server, _reason(failed), ctx)
     except ConnectFailedError as failed:
-        return problem_result("tls.handshake", server.uri, failed.problem, capabilities=CAPABILITY)
+        return diagnosed("tls.handshake", server.uri, failed.diagnosis, capabilities=CAPABILITY)
     return _verdict(server, shown, [], ctx, verified=True)
 
 
@@ -147,11 +149,11 @@ async def _unverified(
     server: IceServer, refused: ssl.SSLCertVerificationError, ctx: CheckContext
 ) -> CheckResult:
     """Verification failed: look again without it, and name every problem found."""
-    first = verification_problem(refused, server.host, ctx.options.ca_file)
+    first = verification_diagnosis(refused, server.host, ctx.options.ca_file)
     try:
         shown = await handshake(server, inspection_context(), ctx)
     except (ssl.SSLError, ConnectionError, ConnectFailedError):
-        return problem_result("tls.handshake", server.uri, first, capabilities=CAPABILITY)
+        return diagnosed("tls.handshake", server.uri, first, capabilities=CAPABILITY)
     verify_error: dict[str, JsonValue] = {
         "verify_code": refused.verify_code,
         "verify_message": refused.verify_message,
@@ -175,13 +177,13 @@ async def _handshake_failed(server: IceServer, reason: str, ctx: CheckContext) -
         problems = [_old_protocol(shown.version)]
         return _verdict(server, shown, problems, ctx, verified=False)
     problem = _not_tls(server, reason)
-    return problem_result("tls.handshake", server.uri, problem, capabilities=CAPABILITY)
+    return diagnosed("tls.handshake", server.uri, problem, capabilities=CAPABILITY)
 
 
 def _verdict(
     server: IceServer,
     shown: Handshake,
-    problems: list[Problem],
+    problems: list[Diagnosis],
     ctx: CheckContext,
     *,
     verified: bool,
@@ -189,7 +191,7 @@ def _verdict(
 ) -> CheckResult:
     now = ctx.now()
     problems = [*problems, *_certificate_problems(server, shown, problems, now)]
-    if shown.version not in MODERN_VERSIONS and not _has(problems, "old-protocol"):
+    if shown.version not in MODERN_VERSIONS and not _has(problems, CauseId.TLS_OLD_PROTOCOL):
         problems.append(_old_protocol(shown.version))
     details = _details(
         server, shown, problems=problems, ca_file=ctx.options.ca_file, now=now, verified=verified
@@ -205,9 +207,9 @@ def _verdict(
             details=details,
             capabilities=CAPABILITY,
         )
-    status = Status.WARN if all(p.code in _WARN_CODES for p in problems) else Status.FAIL
+    status = Status.WARN if all(p.cause_id in _WARNINGS for p in problems) else Status.FAIL
     first = _first_failure(problems)
-    return problem_result(
+    return diagnosed(
         "tls.handshake",
         server.uri,
         first,
@@ -219,28 +221,28 @@ def _verdict(
 
 
 def _certificate_problems(
-    server: IceServer, shown: Handshake, known: list[Problem], now: float
-) -> list[Problem]:
+    server: IceServer, shown: Handshake, known: list[Diagnosis], now: float
+) -> list[Diagnosis]:
     cert = shown.certificate
     if cert is None:
         return []
-    found: list[Problem] = []
-    if not cert.names_host(server.host) and not _has(known, "name-mismatch"):
-        found.append(name_mismatch_problem(server.host))
+    found: list[Diagnosis] = []
+    if not cert.names_host(server.host) and not _has(known, CauseId.TLS_NAME_MISMATCH):
+        found.append(name_mismatch_diagnosis(server.host))
     days = cert.days_left(now)
-    if days < 0 and not _has(known, "expired"):
-        found.append(expired_problem())
+    if days < 0 and not _has(known, CauseId.TLS_EXPIRED):
+        found.append(expired_diagnosis())
     elif 0 <= days < EXPIRY_WARN_DAYS:
         found.append(_expires_soon(days))
     return found
 
 
-def _has(problems: list[Problem], code: str) -> bool:
-    return any(problem.code == code for problem in problems)
+def _has(problems: list[Diagnosis], cause_id: CauseId) -> bool:
+    return any(problem.cause_id is cause_id for problem in problems)
 
 
-def _first_failure(problems: list[Problem]) -> Problem:
-    failures = [p for p in problems if p.code not in _WARN_CODES]
+def _first_failure(problems: list[Diagnosis]) -> Diagnosis:
+    failures = [p for p in problems if p.cause_id not in _WARNINGS]
     return (failures or problems)[0]
 
 
@@ -248,14 +250,14 @@ def _details(
     server: IceServer,
     shown: Handshake,
     *,
-    problems: list[Problem],
+    problems: list[Diagnosis],
     ca_file: Path | None,
     now: float,
     verified: bool,
 ) -> dict[str, JsonValue]:
     cert = shown.certificate
     return {
-        "problems": [p.code for p in problems],
+        "cause_ids": [p.cause_id.value for p in problems],
         "verified": verified,
         "trust": trust_source(ca_file),
         "name_match": cert.names_host(server.host) if cert is not None else None,
@@ -283,27 +285,27 @@ def _pass_summary(shown: Handshake, now: float, ca_file: Path | None) -> str:
     return summary
 
 
-def _expires_soon(days: float) -> Problem:
-    return Problem(
-        "expires-soon",
+def _expires_soon(days: float) -> Diagnosis:
+    return Diagnosis(
+        CauseId.TLS_EXPIRES_SOON,
         f"the certificate expires in {days:.1f} days",
         f"Less than {EXPIRY_WARN_DAYS} days left: when it expires every client refuses it.",
         "Renew it now and check that renewal is automated.",
     )
 
 
-def _old_protocol(version: str) -> Problem:
-    return Problem(
-        "old-protocol",
+def _old_protocol(version: str) -> Diagnosis:
+    return Diagnosis(
+        CauseId.TLS_OLD_PROTOCOL,
         f"the server negotiates {version}, older than TLS 1.2",
         "TLS 1.0 and 1.1 are deprecated (RFC 8996) and many clients refuse them.",
         "Enable TLS 1.2 and 1.3 on the server (coturn: drop --no-tlsv1_2).",
     )
 
 
-def _not_tls(server: IceServer, reason: str) -> Problem:
-    return Problem(
-        "tls-failed",
+def _not_tls(server: IceServer, reason: str) -> Diagnosis:
+    return Diagnosis(
+        CauseId.TLS_HANDSHAKE_FAILED,
         f"TLS handshake with {server.host}:{server.port} failed: {reason}",
         "The port may not speak TLS (a plain TURN/STUN port given as turns:/stuns:), or "
         "client and server share no protocol version or cipher.",
@@ -311,9 +313,9 @@ def _not_tls(server: IceServer, reason: str) -> Problem:
     )
 
 
-def _handshake_timeout(server: IceServer, timeout: float) -> Problem:
-    return Problem(
-        "handshake-timeout",
+def _handshake_timeout(server: IceServer, timeout: float) -> Diagnosis:
+    return Diagnosis(
+        CauseId.TLS_HANDSHAKE_TIMEOUT,
         f"TCP connects to {server.host}:{server.port} but no TLS handshake within {timeout:g} s",
         "The port accepts connections but does not answer TLS: it may be a plain TURN/STUN "
         "port (which waits for a STUN message), or a middlebox stalls the handshake.",
@@ -321,37 +323,39 @@ def _handshake_timeout(server: IceServer, timeout: float) -> Problem:
     )
 
 
-def _connect_timeout(server: IceServer, timeout: float) -> Problem:
-    return Problem(
-        "connect-timeout",
+def _connect_timeout(server: IceServer, timeout: float) -> Diagnosis:
+    return Diagnosis(
+        CauseId.CONNECT_TIMEOUT,
         f"no TCP connection to {server.host}:{server.port} within {timeout:g} s",
         "Nothing answered the TCP connection: the host is down or a firewall drops the traffic.",
         "Open the port in the firewall (TURN over TLS often uses 443 or 5349).",
     )
 
 
-def _refused(server: IceServer) -> Problem:
-    return Problem(
-        "connection-refused",
+def _refused(server: IceServer) -> Diagnosis:
+    return Diagnosis(
+        CauseId.CONNECTION_REFUSED,
         f"connection refused by {server.host}:{server.port}",
         "The host answered, but nothing listens on this TCP port.",
         "Start the server's TLS listener, or fix the port in the URI.",
     )
 
 
-def _unresolved(server: IceServer, error: socket.gaierror) -> Problem:
-    return Problem(
-        "unresolved",
+def _unresolved(server: IceServer, error: socket.gaierror) -> Diagnosis:
+    return Diagnosis(
+        CauseId.DNS_FAILURE,
         f"cannot resolve {server.host}: {error.strerror or error}",
         "The server's name has no address.",
         "Fix the DNS name (`rtccheck dns` shows the records).",
     )
 
 
-def _unreachable(server: IceServer, error: OSError) -> Problem:
+def _unreachable(server: IceServer, error: OSError) -> Diagnosis:
+    """No route (as the probes say ``unreachable``), or another OS error (``socket-error``)."""
     reason = error.strerror or str(error)
-    return Problem(
-        "network-error",
+    unreachable = from_os_error(error).kind is FailureKind.UNREACHABLE
+    return Diagnosis(
+        CauseId.UNREACHABLE if unreachable else CauseId.SOCKET_ERROR,
         f"cannot reach {server.host}:{server.port}: {reason}",
         f"The operating system could not connect ({reason}).",
         "Check the address, routing and local firewall.",

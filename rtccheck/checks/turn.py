@@ -22,8 +22,16 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from rtccheck.causes import CauseId
 from rtccheck.checks.base import CheckContext
-from rtccheck.failures import Explanation, explain_failure
+from rtccheck.diagnosis import Diagnosis, diagnosed
+from rtccheck.explain.transport import explain_failure
+from rtccheck.explain.turn_errors import (
+    Rejected,
+    explain_error,
+    explain_rejected_credentials,
+    explain_unauthorized,
+)
 from rtccheck.probe.auth import AuthCache, Credentials
 from rtccheck.probe.connect import Connection, ServerEndpoint, connect
 from rtccheck.probe.errors import FailureKind, ProbeError
@@ -33,12 +41,6 @@ from rtccheck.probe_settings import ProbeSettings, probe_settings
 from rtccheck.relay_loop import Leg, LoopOutcome, is_forbidden, run_loop
 from rtccheck.relay_sanity import judge_relay
 from rtccheck.results import CheckResult, JsonValue, Metrics, Status
-from rtccheck.turn_errors import (
-    Rejected,
-    explain_error,
-    explain_rejected_credentials,
-    explain_unauthorized,
-)
 from rtccheck.uri import IceServer
 
 
@@ -207,15 +209,21 @@ def relay_result(
         expect_address=settings.expect_relay_address,
         expect_ports=settings.expect_relay_ports,
     )
+    metrics: Metrics = {"relayed_address": format_address(answer.relayed)}
+    if judgement.diagnosis is not None:
+        return diagnosed(
+            "turn.relay-address",
+            target.server.uri,
+            judgement.diagnosis,
+            status=judgement.status,
+            metrics=metrics,
+        )
     return CheckResult(
         check="turn.relay-address",
         target=target.server.uri,
         status=judgement.status,
         summary=judgement.summary,
-        metrics={"relayed_address": format_address(answer.relayed)},
-        cause=judgement.cause,
-        fix=judgement.fix,
-        details={"cause_id": judgement.cause_id} if judgement.cause_id else {},
+        metrics=metrics,
     )
 
 
@@ -270,13 +278,14 @@ def _loop_result(target: Target, outcome: LoopOutcome) -> CheckResult:
         summary="the relay granted the permissions but did not deliver all data between two "
         "of its own allocations",
         metrics=metrics,
+        cause_id=CauseId.RELAY_DATA_LOST,
         cause="Data sent from one relayed address to another was lost: a firewall on the "
         "server drops traffic to the relay ports, or (behind 1:1 NAT) the server's NAT does "
         "not hairpin packets to its own public address, in which case real peers may still "
         "work.",
         fix="Open the relay port range in the server's firewall; run `rtccheck data` to test "
         "real calls through the relay.",
-        details={**details, "cause_id": "relay-data-lost"},
+        details=details,
     )
 
 
@@ -287,7 +296,7 @@ def _loop_not_tried(target: Target) -> CheckResult:
         status=Status.SKIP,
         summary="not tried: the relayed address is not usable (see turn.relay-address), and "
         "rtccheck sends data only to relayed addresses that passed",
-        details={"cause_id": "relay-address-unusable"},
+        cause_id=CauseId.RELAY_ADDRESS_UNUSABLE,
     )
 
 
@@ -299,17 +308,18 @@ def _loop_failed(target: Target, error: ProbeError) -> CheckResult:
             status=Status.SKIP,
             summary=f"the relay refuses its own relayed address as a peer ({error.detail}); "
             "data through the relay not tested here",
-            details={"cause_id": "relay-loop-forbidden"},
+            cause_id=CauseId.RELAY_PEER_FORBIDDEN,
         )
     return CheckResult(
         check="turn.relay-data",
         target=target.server.uri,
         status=Status.WARN,
         summary=f"a second allocation or its permissions failed: {error}",
+        cause_id=CauseId.RELAY_LOOP_FAILED,
         cause="The relay allocated once but failed the second allocation or a permission "
         "request (a per-user quota of one, or a transient error).",
         fix="Look at the error above and the server's log.",
-        details={"cause_id": "relay-loop-failed", "error": str(error)},
+        details={"error": str(error)},
     )
 
 
@@ -319,10 +329,9 @@ def _loop_failed(target: Target, error: ProbeError) -> CheckResult:
 def allocation_failed(
     target: Target, error: ProbeError, session: TurnSession | None, ctx: CheckContext
 ) -> CheckResult:
-    explanation = explain(target, error, session, ctx)
-    no_credentials = explanation.cause_id == "no-credentials"
+    diagnosis = explain(target, error, session, ctx)
+    no_credentials = diagnosis.cause_id is CauseId.NO_CREDENTIALS
     details: dict[str, JsonValue] = {
-        "cause_id": explanation.cause_id,
         "error": str(error),
         "realm": session.auth.realm if session is not None else None,
         "requests": list(session.log.requests) if session is not None else [],
@@ -331,27 +340,29 @@ def allocation_failed(
         check="turn.allocate",
         target=target.server.uri,
         status=Status.SKIP if no_credentials else Status.FAIL,
-        summary=_failure_summary(target, error, explanation),
+        summary=_failure_summary(target, error, diagnosis),
         metrics={"error_code": error.code} if error.code is not None else {},
-        cause=explanation.cause,
-        fix=explanation.fix,
+        cause_id=diagnosis.cause_id,
+        cause=diagnosis.cause,
+        fix=diagnosis.fix,
         details=details,
         capabilities=() if no_credentials else target.capability,
     )
 
 
-def _failure_summary(target: Target, error: ProbeError, explanation: Explanation) -> str:
+def _failure_summary(target: Target, error: ProbeError, diagnosis: Diagnosis) -> str:
     """Answers get the endpoint in front; transport failures name it already."""
     if error.kind is FailureKind.ERROR_RESPONSE:
-        return f"{target.endpoint.label}: {explanation.summary}"
-    return explanation.summary
+        return f"{target.endpoint.label}: {diagnosis.summary}"
+    return diagnosis.summary
 
 
 def explain(
     target: Target, error: ProbeError, session: TurnSession | None, ctx: CheckContext
-) -> Explanation:
+) -> Diagnosis:
     if error.kind is not FailureKind.ERROR_RESPONSE or error.code is None:
-        return explain_failure(error, target.endpoint, ctx.timeout)
+        ca_file = probe_settings(ctx.options).ca_file
+        return explain_failure(error, target.endpoint, ctx.timeout, ca_file=ca_file)
     realm = session.auth.realm if session is not None else None
     if error.code == 401 and error.after_challenge and target.server.username is not None:
         rejected = Rejected(
@@ -369,11 +380,11 @@ def _open_relay(target: Target) -> CheckResult:
         target=target.server.uri,
         status=Status.FAIL,
         summary="the server allocated a relay without asking for credentials",
+        cause_id=CauseId.OPEN_RELAY,
         cause="An unauthenticated Allocate succeeded: anyone can use this server as an open "
         "relay (a proxy into its network and a traffic amplifier).",
         fix="Require long-term credentials (turn-relay does always; coturn: lt-cred-mech or "
         "use-auth-secret, and no no-auth).",
-        details={"cause_id": "open-relay"},
     )
 
 
@@ -383,10 +394,10 @@ def _not_released(target: Target) -> CheckResult:
         target=target.server.uri,
         status=Status.WARN,
         summary="the allocation could not be deleted (Refresh with lifetime 0 failed)",
+        cause_id=CauseId.RELEASE_FAILED,
         cause="The server did not confirm the deletion; the relay port stays taken until the "
         "allocation expires.",
         fix="Look at the server's log for the Refresh request.",
-        details={"cause_id": "release-failed"},
     )
 
 

@@ -55,6 +55,7 @@ class ProbeError(Exception):
         reason: str = "",
         after_challenge: bool = False,
         during_connect: bool = False,
+        verify_code: int | None = None,
     ) -> None:
         super().__init__(f"{kind.value}: {detail}" if detail else kind.value)
         self.kind = kind
@@ -66,6 +67,8 @@ class ProbeError(Exception):
         self.after_challenge = after_challenge
         #: the failure came while connecting (TCP connect or TLS handshake), not later
         self.during_connect = during_connect
+        #: OpenSSL's X509 verification code, when the server's certificate was refused
+        self.verify_code = verify_code
 
     @property
     def is_tls(self) -> bool:
@@ -80,7 +83,7 @@ def from_os_error(error: BaseException) -> ProbeError:
         return ProbeError(FailureKind.TIMEOUT, "timed out")
     if isinstance(error, ssl.SSLCertVerificationError):
         kind = _VERIFY_KINDS.get(error.verify_code, FailureKind.TLS_HANDSHAKE)
-        return ProbeError(kind, error.verify_message or str(error))
+        return ProbeError(kind, error.verify_message or str(error), verify_code=error.verify_code)
     if isinstance(error, ssl.SSLError):
         reason = getattr(error, "reason", None)  # set by OpenSSL, absent when built by hand
         return ProbeError(FailureKind.TLS_HANDSHAKE, str(reason or error))

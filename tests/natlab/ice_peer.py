@@ -27,8 +27,7 @@ from typing import Any
 
 from aioice import Candidate
 
-from rtccheck.data_exchange import echo, probe
-from rtccheck.ice_agent import (
+from rtccheck.ice.agent import (
     AgentSettings,
     IceAgent,
     candidate_view,
@@ -36,7 +35,8 @@ from rtccheck.ice_agent import (
     host_addresses,
     selected_pair,
 )
-from rtccheck.trust import client_context
+from rtccheck.ice.exchange import echo, probe
+from rtccheck.tlsinfo.trust import client_context
 from rtccheck.uri import IceServer, parse_uri
 from turn_relay.credentials import issue
 

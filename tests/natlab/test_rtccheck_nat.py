@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from rtccheck.causes import CAUSE_IDS
+
 from .lab import Behaviour, Lab, NatType, Site, venv_script
 
 pytestmark = pytest.mark.natlab
@@ -71,6 +73,9 @@ def json_document(output: str) -> dict[str, Any]:
     assert start >= 0, output
     document, _ = json.JSONDecoder().raw_decode(output[start:])
     assert isinstance(document, dict)
+    for result in document["results"]:  # every cause is a catalogued id; fail/warn name one
+        if result["status"] in ("fail", "warn") or result["cause_id"] is not None:
+            assert result["cause_id"] in CAUSE_IDS, result
     return document
 
 
@@ -270,7 +275,7 @@ def test_nat_udp_blocked_says_only_tcp_and_tls_work(
 ) -> None:
     result = one(nat_reports[NatType.UDP_BLOCKED], "nat.behaviour")
     metrics, details = result["metrics"], result["details"]
-    assert result["status"] == "warn" and details["cause_id"] == "udp-blocked", result
+    assert result["status"] == "warn" and result["cause_id"] == "udp-blocked", result
     assert metrics["classic_name"] == CLASSIC_NAMES[NatType.UDP_BLOCKED]
     assert metrics["mapping"] == "unknown" and metrics["filtering"] == "unknown"
     assert metrics["transport"] == "tcp"
@@ -336,7 +341,7 @@ def test_turn_allocates_and_relays_from_every_site(
     if nat is NatType.UDP_BLOCKED:
         udp = one(document, "turn.allocate", uris["udp"])
         assert udp["status"] == "fail"
-        assert udp["details"]["cause_id"] == "udp-no-answer"
+        assert udp["cause_id"] == "udp-no-answer"
         assert document["exit_code"] == 1
     else:
         assert document["exit_code"] == 0, document["verdict"]

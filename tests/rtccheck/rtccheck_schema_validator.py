@@ -4,12 +4,18 @@ Supports type (one or a list), enum, const, required, properties, additionalProp
 or schema), items, minimum, maximum, minLength, pattern and local $ref ("#/$defs/name"); any
 other keyword fails loudly, so the schema cannot silently outgrow it. ("format", "$schema",
 "$id", "title" and "description" are annotations and are skipped.)
+
+``report_errors`` checks a whole rtccheck report: the shipped schema, plus the cause_id rules
+the schema cannot express (every id is in the catalogue, every fail or warn result has one).
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
+
+from rtccheck.causes import CAUSE_IDS
+from rtccheck.schema import load_report_schema
 
 ANNOTATIONS = {"$schema", "$id", "$defs", "title", "description", "format"}
 _TYPES: dict[str, Any] = {
@@ -27,6 +33,21 @@ def validate(document: Any, schema: dict[str, Any]) -> list[str]:
     """Every violation as 'path: problem'; an empty list means valid."""
     errors: list[str] = []
     _check(document, schema, schema, "$", errors)
+    return errors
+
+
+def report_errors(document: Any) -> list[str]:
+    """What is wrong with an rtccheck report: schema violations, cause ids outside the
+    catalogue, and failed or warning results without a cause id."""
+    errors = validate(document, load_report_schema())
+    results = document.get("results", []) if isinstance(document, dict) else []
+    for index, result in enumerate(results):
+        cause_id = result.get("cause_id")
+        where = f"$.results[{index}] ({result.get('check')} {result.get('target')})"
+        if cause_id is None and result.get("status") in ("fail", "warn"):
+            errors.append(f"{where}: {result['status']} without a cause_id")
+        elif cause_id is not None and cause_id not in CAUSE_IDS:
+            errors.append(f"{where}: {cause_id!r} is not in the cause_id catalogue")
     return errors
 
 

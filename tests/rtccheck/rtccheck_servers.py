@@ -28,6 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from rtccheck_schema_validator import report_errors
 
 SECRET = "rtccheck-test-secret"
 COTURN_REALM = "coturn.test"
@@ -358,6 +359,8 @@ def run_cli(
     runtime = Runtime() if now is None else Runtime(now=lambda: now)
     result = CliRunner().invoke(main, [*args, "--json"], obj=runtime, env=env)
     document: dict[str, Any] = json.loads(result.stdout) if result.stdout.strip() else {}
+    if document:
+        assert report_errors(document) == []
     return result.exit_code, document
 
 

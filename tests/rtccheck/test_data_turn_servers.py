@@ -26,10 +26,9 @@ from rtccheck_ice_servers import (
     make_certs,
     turn_relay,
 )
-from rtccheck_schema_validator import validate
+from rtccheck_schema_validator import report_errors
 
 from rtccheck.cli import main
-from rtccheck.schema import load_report_schema
 
 ServerFactory = Callable[[Path, CertFiles], AbstractContextManager[Server]]
 needs_coturn = pytest.mark.skipif(coturn_missing(), reason="coturn's turnserver is not installed")
@@ -61,7 +60,7 @@ def tls_server(
 def run_data(*args: str) -> dict[str, Any]:
     result = CliRunner().invoke(main, ["data", *args, "--json"])
     document: dict[str, Any] = json.loads(result.stdout)
-    assert validate(document, load_report_schema()) == []
+    assert report_errors(document) == []
     assert document["exit_code"] == result.exit_code
     return document
 
@@ -104,7 +103,7 @@ def test_wrong_secret(tls_server: tuple[Server, CertFiles]) -> None:
     document = run_data(udp, "--secret", "not-the-secret", "--timeout", "2")
     relay = by_target(document)[udp]
     assert relay["status"] == "fail" and document["exit_code"] == 1
-    assert relay["details"]["problem"] == "wrong-secret"
+    assert relay["cause_id"] == "wrong-secret"
     assert relay["summary"].startswith("no relay candidate: credentials refused (401)")
 
 
@@ -117,7 +116,7 @@ def test_coturn_peer_policy_stops_the_data(tmp_path: Path) -> None:
         document = run_data(udp, "--secret", SECRET, "--timeout", "1.5")
     relay = by_target(document)[udp]
     assert relay["status"] == "fail"
-    assert relay["details"]["problem"] == "peer-policy"
+    assert relay["cause_id"] == "relay-peer-forbidden"
     assert relay["cause"].startswith("Allocation works but no data flows")
     kinds = {c["type"] for c in relay["details"]["gathered"]}
     assert kinds == {"relay"}

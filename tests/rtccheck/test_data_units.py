@@ -11,7 +11,7 @@ from aioice import Candidate
 
 from rtccheck.checks import data
 from rtccheck.checks.base import CheckContext, CheckOptions
-from rtccheck.data_exchange import BURST_TIME_S, DRAIN_MAX_S, Measurement, measure, percentile
+from rtccheck.ice.exchange import BURST_TIME_S, DRAIN_MAX_S, Measurement, measure, percentile
 from rtccheck.results import Status
 from rtccheck.uri import parse_uri
 
@@ -107,19 +107,23 @@ def test_relay_path_needs_relay_on_both_ends() -> None:
     path = data.relay_path(parse_uri("turn:127.0.0.1?transport=tcp"), None)
     pair = (_candidate("relay"), _candidate("host"))
     result = data.verdict(path, pair, _measured(100), 12.0)
-    assert result.status is Status.FAIL and result.details["problem"] == "wrong-pair"
+    assert result.status is Status.FAIL and result.cause_id == "wrong-candidate-pair"
 
 
 @pytest.mark.parametrize(
-    ("received", "status", "problem"),
-    [(100, Status.PASS, None), (95, Status.WARN, None), (40, Status.FAIL, "heavy-loss")],
+    ("received", "status", "cause_id"),
+    [
+        (100, Status.PASS, None),
+        (95, Status.WARN, "packet-loss"),
+        (40, Status.FAIL, "heavy-packet-loss"),
+    ],
 )
-def test_loss_thresholds(received: int, status: Status, problem: str | None) -> None:
+def test_loss_thresholds(received: int, status: Status, cause_id: str | None) -> None:
     path = data.relay_path(parse_uri("turn:127.0.0.1"), None)
     pair = (_candidate("relay"), _candidate("relay"))
     result = data.verdict(path, pair, _measured(received), 12.0)
     assert result.status is status
-    assert result.details.get("problem") == problem
+    assert result.cause_id == cause_id
     assert result.capabilities == ("data-relay",)
     selected = result.details["selected_pair"]
     assert isinstance(selected, dict) and isinstance(selected["local"], dict)
@@ -130,7 +134,7 @@ def test_no_data_back_is_explained() -> None:
     path = data.relay_path(parse_uri("turn:127.0.0.1"), None)
     pair = (_candidate("relay"), _candidate("relay"))
     result = data.verdict(path, pair, _measured(0), 12.0)
-    assert result.status is Status.FAIL and result.details["problem"] == "no-data"
+    assert result.status is Status.FAIL and result.cause_id == "no-data"
     assert result.summary.startswith("ICE connected through the relay but none of 100 packets")
 
 

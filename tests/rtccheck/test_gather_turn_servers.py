@@ -22,10 +22,9 @@ from rtccheck_ice_servers import (
     make_certs,
     turn_relay,
 )
-from rtccheck_schema_validator import validate
+from rtccheck_schema_validator import report_errors
 
 from rtccheck.cli import main
-from rtccheck.schema import load_report_schema
 
 ServerFactory = Callable[[Path, CertFiles], AbstractContextManager[Server]]
 
@@ -64,7 +63,7 @@ def tls_server(
 def run_gather(*args: str) -> dict[str, Any]:
     result = CliRunner().invoke(main, ["gather", *args, "--timeout", "3", "--json"])
     document: dict[str, Any] = json.loads(result.stdout)
-    assert validate(document, load_report_schema()) == []
+    assert report_errors(document) == []
     return document
 
 
@@ -110,7 +109,7 @@ def test_wrong_secret_gives_no_relay_candidate(tls_server: tuple[Server, CertFil
     document = run_gather(udp, "--secret", "not-the-secret")
     relay = results_for(document)[f"gather.relay {udp}"]
     assert relay["status"] == "fail" and document["exit_code"] == 1
-    assert relay["details"]["problem"] == "wrong-secret"
+    assert relay["cause_id"] == "wrong-secret"
     assert relay["summary"].startswith("no relay candidate: credentials refused (401)")
     assert relay["metrics"]["relay"] == 0
 
@@ -120,7 +119,7 @@ def test_turns_with_an_untrusted_certificate(tls_server: tuple[Server, CertFiles
     tls = f"turns:{HOST}:{server.tls_port}"
     relay = results_for(run_gather(tls, "--secret", SECRET))[f"gather.relay {tls}"]
     assert relay["status"] == "fail"
-    assert relay["details"]["problem"] == "untrusted"
+    assert relay["cause_id"] == "tls-untrusted"
     assert "--ca-file" in relay["fix"]
 
 
@@ -128,4 +127,4 @@ def test_tcp_port_without_listener() -> None:
     tcp = f"turn:{HOST}:{free_port()}?transport=tcp"
     relay = results_for(run_gather(tcp, "--secret", SECRET))[f"gather.relay {tcp}"]
     assert relay["status"] == "fail"
-    assert relay["details"]["problem"] == "connection-refused"
+    assert relay["cause_id"] == "connection-refused"

@@ -13,9 +13,9 @@ from rtccheck_ice_servers import HOST, stun_server
 
 from rtccheck.checks import gather
 from rtccheck.checks.base import CheckContext
-from rtccheck.ice_agent import candidate_view, host_addresses, unsupported_reason
+from rtccheck.explain.turn_diagnosis import route_problem
+from rtccheck.ice.agent import candidate_view, host_addresses, unsupported_reason
 from rtccheck.results import CheckResult, Status
-from rtccheck.turn_diagnosis import route_problem
 from rtccheck.uri import parse_uri
 
 
@@ -30,14 +30,14 @@ def test_loopback_is_added_when_a_server_is_on_loopback() -> None:
 
 
 def test_loopback_is_added_when_the_host_has_nothing_else(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("rtccheck.ice_agent.get_host_addresses", lambda **_: [])
+    monkeypatch.setattr("rtccheck.ice.agent.get_host_addresses", lambda **_: [])
     plan = host_addresses([parse_uri("stun:192.0.2.1")])
     assert plan.addresses == ("127.0.0.1", "::1") and plan.only_loopback
     assert plan.loopback_reason == "this host has no address besides loopback"
 
 
 def test_aioice_choice_is_kept_for_remote_servers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("rtccheck.ice_agent.get_host_addresses", lambda **_: ["192.0.2.2"])
+    monkeypatch.setattr("rtccheck.ice.agent.get_host_addresses", lambda **_: ["192.0.2.2"])
     plan = host_addresses([parse_uri("stun:192.0.2.1")])
     assert plan.addresses == ("192.0.2.2",) and plan.loopback_reason is None
 
@@ -116,7 +116,7 @@ async def test_silent_stun_server_times_out_within_the_timeout() -> None:
         elapsed = asyncio.get_running_loop().time() - started
     srflx = results["gather.srflx"]
     assert srflx.status is Status.FAIL
-    assert srflx.details["problem"] == "timeout"
+    assert srflx.cause_id == "udp-no-answer"
     assert srflx.summary.startswith("no srflx candidate: no answer from 127.0.0.1:")
     assert elapsed < 3
 
@@ -142,7 +142,7 @@ async def test_unroutable_server_fails_at_once() -> None:
     started = asyncio.get_running_loop().time()
     srflx = by_check(await gather.run(ctx))["gather.srflx"]
     assert asyncio.get_running_loop().time() - started < 2
-    assert srflx.status is Status.FAIL and srflx.details["problem"] == "unreachable"
+    assert srflx.status is Status.FAIL and srflx.cause_id == "unreachable"
 
 
 @pytest.mark.asyncio

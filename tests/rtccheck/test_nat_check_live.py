@@ -109,7 +109,7 @@ def test_udp_blocked_but_tcp_answers(tmp_path: Path) -> None:
     assert code == 0  # a warning: calls from here need TURN over TCP
     result = only(document, "nat.behaviour")
     assert result["status"] == "warn"
-    assert result["details"]["cause_id"] == "udp-blocked"
+    assert result["cause_id"] == "udp-blocked"
     assert result["metrics"]["classic_name"] == "UDP blocked"
     assert result["metrics"]["transport"] == "tcp"
     assert "TURN over TCP" in result["details"]["verdict"]
@@ -120,7 +120,7 @@ def test_nothing_answers(tmp_path: Path) -> None:
     assert code == 1
     result = only(document, "nat.behaviour")
     assert result["status"] == "fail"
-    assert result["details"]["cause_id"] == "no-server-reachable"
+    assert result["cause_id"] == "no-server-reachable"
 
 
 def test_mapping_lifetime_only_when_asked(rfc5780_server: Running) -> None:

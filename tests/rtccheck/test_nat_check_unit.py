@@ -106,7 +106,7 @@ def test_status_and_json_shape(
 ) -> None:
     result = nat.nat_result("stun:x", observations, classify(observations), NatTrace())
     assert result.status is status
-    assert result.details.get("cause_id") == cause_id
+    assert result.cause_id == cause_id
     assert result.metrics["classic_name"] == classic
     assert result.check == "nat.behaviour"
     verdict = result.details["verdict"]

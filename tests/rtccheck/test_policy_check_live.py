@@ -58,7 +58,7 @@ def test_an_allow_list_reopening_loopback_is_reported(tmp_path: Path) -> None:
     result = only(document, "policy.peers")
     assert result["status"] == "fail"
     assert "127.0.0.1" in result["details"]["accepted"]
-    assert result["details"]["cause_id"] == "forbidden-peers-accepted"
+    assert result["cause_id"] == "forbidden-peers-accepted"
     assert "169.254.169.254" not in result["details"]["accepted"]
 
 
@@ -103,4 +103,4 @@ def test_without_credentials_the_audit_is_skipped(tmp_path: Path) -> None:
     assert code == 0
     result = only(document, "policy.peers")
     assert result["status"] == "skip"
-    assert result["details"]["cause_id"] == "no-credentials"
+    assert result["cause_id"] == "no-credentials"

@@ -74,7 +74,7 @@ def test_accepting_any_forbidden_peer_fails_and_names_it() -> None:
     result = policy.policy_result(_target(), outcomes)
     assert result.status is Status.FAIL
     assert result.details["accepted"] == ["169.254.169.254"]
-    assert result.details["cause_id"] == "forbidden-peers-accepted"
+    assert result.cause_id == "forbidden-peers-accepted"
     assert "169.254.169.254 (cloud metadata service" in result.summary
     assert result.capabilities == ("policy",)
 

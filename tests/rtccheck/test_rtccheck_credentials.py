@@ -11,10 +11,10 @@ import pytest
 from rtccheck.checks import credentials
 from rtccheck.checks.base import CheckContext, CheckOptions
 from rtccheck.credential_service import ServerClock
-from rtccheck.password_diagnosis import GENERIC_CAUSE, diagnose_mismatch
+from rtccheck.explain.password_diagnosis import GENERIC_CAUSE, diagnose_mismatch
+from rtccheck.explain.username_shape import Shape, analyse_username
 from rtccheck.results import CheckResult, Status
 from rtccheck.uri import parse_uri
-from rtccheck.username_shape import Shape, analyse_username
 from turn_relay.credentials import rest_password
 
 NOW = 1_700_000_000.0

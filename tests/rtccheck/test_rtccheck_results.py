@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import math
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import fields
 from pathlib import Path
@@ -12,6 +14,8 @@ from typing import Any
 import pytest
 from rtccheck_schema_validator import validate
 
+import rtccheck
+from rtccheck.causes import CAUSE_IDS, CauseId
 from rtccheck.junit import junit_xml, write_junit
 from rtccheck.requirements import CAPABILITIES, UnknownRequirementError, parse_requirements
 from rtccheck.results import (
@@ -215,6 +219,8 @@ def test_json_validates_against_the_shipped_schema() -> None:
         (lambda d: d["targets"][0].update(port=0), "is below 1"),
         (lambda d: d["requirements"][0].update(name="relay-sctp"), "is not one of"),
         (lambda d: d.update(started_at="yesterday"), "does not match"),
+        (lambda d: d["results"][1].update(cause_id="Credential Expired"), "does not match"),
+        (lambda d: d["results"][1].pop("cause_id"), "missing 'cause_id'"),
     ],
 )
 def test_schema_catches_broken_documents(mutate: object, problem: str) -> None:
@@ -319,3 +325,73 @@ def test_schema_knows_every_capability() -> None:
     assert schema["$defs"]["requirement"]["properties"]["name"]["enum"] == list(CAPABILITIES)
     doc = DOC.read_text(encoding="utf-8")
     assert all(f"`{name}`" in doc for name in CAPABILITIES)
+
+
+# --- cause ids: one catalogue, in code and in the documentation ------------------------------
+
+PACKAGE = Path(rtccheck.__file__).resolve().parent
+
+
+def documented_cause_ids() -> list[str]:
+    """The first column of every table under "## cause_id catalogue" in the doc."""
+    doc = DOC.read_text(encoding="utf-8")
+    section = doc[doc.index("\n## cause_id catalogue") + 1 :]
+    following = section.find("\n## ")
+    section = section if following < 0 else section[:following]
+    return re.findall(r"^\| `([a-z0-9-]+)` \|", section, flags=re.MULTILINE)
+
+
+def test_the_catalogue_documents_every_cause_id_once() -> None:
+    documented = documented_cause_ids()
+    assert sorted(documented) == sorted(set(documented)), "an id is documented twice"
+    assert set(documented) - CAUSE_IDS == set(), "documented but not in rtccheck.causes"
+    assert CAUSE_IDS - set(documented) == set(), "in rtccheck.causes but not documented"
+
+
+def test_cause_ids_are_kebab_case() -> None:
+    pattern = load_report_schema()["$defs"]["result"]["properties"]["cause_id"]["pattern"]
+    assert [c for c in CAUSE_IDS if not re.fullmatch(pattern, c)] == []
+
+
+def _sources() -> list[tuple[Path, ast.Module]]:
+    return [(path, ast.parse(path.read_text(encoding="utf-8"))) for path in PACKAGE.rglob("*.py")]
+
+
+def _literal(node: ast.expr) -> bool:
+    """Whether a string is written out anywhere in ``node`` (a conditional expression too)."""
+    return any(
+        isinstance(part, ast.JoinedStr)
+        or (isinstance(part, ast.Constant) and isinstance(part.value, str))
+        for part in ast.walk(node)
+    )
+
+
+def test_cause_ids_are_never_written_as_strings() -> None:
+    """Checks name causes with CauseId members (so mypy rejects an id outside the catalogue),
+    never with a string that could drift from it."""
+    found = []
+    for path, tree in _sources():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.keyword) and node.arg == "cause_id" and _literal(node.value):
+                found.append(f"{path.name}:{node.value.lineno}")
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", None) == "Diagnosis"
+                and node.args
+                and _literal(node.args[0])
+            ):
+                found.append(f"{path.name}:{node.lineno}")
+    assert found == []
+
+
+def test_every_catalogued_cause_id_is_reported_somewhere() -> None:
+    used = {
+        node.attr
+        for path, tree in _sources()
+        if path.name != "causes.py"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "CauseId"
+    }
+    assert {cause.name for cause in CauseId} - used == set()

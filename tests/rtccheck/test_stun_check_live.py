@@ -73,9 +73,9 @@ def test_udp_listener_absent_fails_and_tcp_only_warns() -> None:
     assert code == 1
     udp, tcp = only(document, "stun.udp"), only(document, "stun.tcp")
     assert udp["status"] == "fail"
-    assert udp["details"]["cause_id"] == "udp-port-unreachable"
+    assert udp["cause_id"] == "udp-port-unreachable"
     assert tcp["status"] == "warn"
-    assert tcp["details"]["cause_id"] == "connection-refused"
+    assert tcp["cause_id"] == "connection-refused"
 
 
 def test_tls_name_mismatch(stun_server: Running, certs: Certs) -> None:
@@ -84,7 +84,7 @@ def test_tls_name_mismatch(stun_server: Running, certs: Certs) -> None:
     assert code == 1
     result = only(document, "stun.tls")
     assert result["status"] == "fail"
-    assert result["details"]["cause_id"] == "tls-name-mismatch"
+    assert result["cause_id"] == "tls-name-mismatch"
     assert "localhost" in result["cause"]
 
 
@@ -94,7 +94,7 @@ def test_tls_untrusted_certificate(stun_server: Running, tmp_path: Path) -> None
     uri = f"stuns:127.0.0.1:{stun_server.tls_port}"
     code, document = run_cli("stun", uri, env={"SSL_CERT_FILE": str(empty_store)})
     assert code == 1
-    assert only(document, "stun.tls")["details"]["cause_id"] == "tls-untrusted"
+    assert only(document, "stun.tls")["cause_id"] == "tls-untrusted"
 
 
 def test_ca_file_option_is_trusted(stun_server: Running, certs: Certs, tmp_path: Path) -> None:
@@ -111,7 +111,7 @@ def test_ca_file_option_is_trusted(stun_server: Running, certs: Certs, tmp_path:
 def test_tls_to_a_plain_port_is_a_handshake_failure(stun_server: Running) -> None:
     code, document = run_cli("stun", f"stuns:127.0.0.1:{stun_server.port}", "--timeout", "2")
     assert code == 1
-    assert only(document, "stun.tls")["details"]["cause_id"] == "tls-handshake-failed"
+    assert only(document, "stun.tls")["cause_id"] == "tls-handshake-failed"
 
 
 def test_exit_codes_through_the_console_script(stun_server: Running) -> None:

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from rtccheck_ice_servers import HOST, CertFiles, free_port, make_certs
 
-from rtccheck.certificate import parse_certificate
 from rtccheck.checks import tls
 from rtccheck.checks.base import CheckContext, CheckOptions
 from rtccheck.results import CheckResult, Status
+from rtccheck.tlsinfo.certificate import parse_certificate
 from rtccheck.uri import parse_uri
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -108,7 +108,7 @@ async def test_trusted_certificate_passes_with_every_figure(tmp_path: Path) -> N
     assert isinstance(result.metrics["cipher"], str) and result.metrics["cipher"]
     assert 89 < float(result.metrics["days_left"] or 0) <= 90
     assert result.details["verified"] is True and result.details["name_match"] is True
-    assert result.details["problems"] == []
+    assert result.cause_id is None and result.details["cause_ids"] == []
     assert "chain trusted by --ca-file" in result.summary
 
 
@@ -126,7 +126,7 @@ async def test_name_mismatch(tmp_path: Path) -> None:
     async with listening(server_context(certs)) as port:
         result = await check(port, ca_file=certs.ca)
     assert result.status is Status.FAIL
-    assert result.details["problem"] == "name-mismatch"
+    assert result.cause_id == "tls-name-mismatch"
     assert result.details["name_match"] is False
     assert result.cause is not None and "subjectAltName" in result.cause
     assert result.summary == f"the certificate does not match {HOST}"
@@ -138,7 +138,7 @@ async def test_expired_certificate(tmp_path: Path) -> None:
     async with listening(server_context(certs)) as port:
         result = await check(port, ca_file=certs.ca)
     assert result.status is Status.FAIL
-    assert result.details["problem"] == "expired"
+    assert result.cause_id == "tls-expired"
     assert float(result.metrics["days_left"] or 0) < 0
     assert result.details["verify_message"] == "certificate has expired"
 
@@ -149,7 +149,7 @@ async def test_self_signed_without_ca_file(tmp_path: Path) -> None:
     async with listening(server_context(certs)) as port:
         result = await check(port)
     assert result.status is Status.FAIL
-    assert result.details["problem"] == "self-signed"
+    assert result.cause_id == "tls-self-signed"
     assert result.cause is not None and "the system trust store" in result.cause
     assert result.fix is not None and "--ca-file" in result.fix
 
@@ -170,8 +170,8 @@ async def test_private_ca_without_ca_file_is_untrusted_and_every_problem_is_list
     async with listening(server_context(certs)) as port:
         result = await check(port)
     assert result.status is Status.FAIL
-    assert result.details["problem"] == "untrusted"
-    assert result.details["problems"] == ["untrusted", "name-mismatch", "expired"]
+    assert result.cause_id == "tls-untrusted"
+    assert result.details["cause_ids"] == ["tls-untrusted", "tls-name-mismatch", "tls-expired"]
 
 
 @pytest.mark.asyncio
@@ -180,7 +180,7 @@ async def test_expiring_soon_warns(tmp_path: Path) -> None:
     async with listening(server_context(certs)) as port:
         result = await check(port, ca_file=certs.ca)
     assert result.status is Status.WARN
-    assert result.details["problem"] == "expires-soon"
+    assert result.cause_id == "tls-expires-soon"
     assert result.summary.startswith("the certificate expires in 4.9") or result.summary.startswith(
         "the certificate expires in 5.0"
     )
@@ -191,7 +191,7 @@ async def test_expiry_is_judged_by_the_context_clock(tmp_path: Path) -> None:
     certs = make_certs(tmp_path, valid_days=30)
     async with listening(server_context(certs)) as port:
         result = await check(port, ca_file=certs.ca, now_offset=40 * 86400)
-    assert result.status is Status.FAIL and result.details["problem"] == "expired"
+    assert result.status is Status.FAIL and result.cause_id == "tls-expired"
 
 
 @pytest.mark.asyncio
@@ -204,7 +204,7 @@ async def test_old_protocol_warns(tmp_path: Path) -> None:
     async with listening(context) as port:
         result = await check(port, ca_file=certs.ca)
     assert result.status is Status.WARN
-    assert result.details["problem"] == "old-protocol"
+    assert result.cause_id == "tls-old-protocol"
     assert result.metrics["protocol"] == "TLSv1.1"
 
 
@@ -212,7 +212,7 @@ async def test_old_protocol_warns(tmp_path: Path) -> None:
 async def test_connection_refused() -> None:
     result = await check(free_port())
     assert result.status is Status.FAIL
-    assert result.details["problem"] == "connection-refused"
+    assert result.cause_id == "connection-refused"
     assert "nothing listens" in (result.cause or "")
 
 
@@ -221,7 +221,7 @@ async def test_handshake_timeout_on_a_port_that_never_answers() -> None:
     async with listening(None, _silent) as port:
         result = await check(port, timeout=0.5)
     assert result.status is Status.FAIL
-    assert result.details["problem"] == "handshake-timeout"
+    assert result.cause_id == "tls-handshake-timeout"
     assert "plain TURN/STUN port" in (result.cause or "")
 
 
@@ -230,7 +230,7 @@ async def test_a_port_that_does_not_speak_tls() -> None:
     async with listening(None, _garbage) as port:
         result = await check(port)
     assert result.status is Status.FAIL
-    assert result.details["problem"] == "tls-failed"
+    assert result.cause_id == "tls-handshake-failed"
 
 
 @pytest.mark.asyncio

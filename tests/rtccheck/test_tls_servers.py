@@ -11,10 +11,9 @@ import pytest
 from click.testing import CliRunner
 from rtccheck_ice_servers import HOST, CertFiles, coturn, coturn_missing, make_certs, stun_server
 from rtccheck_ice_servers import turn_relay as relay
-from rtccheck_schema_validator import validate
+from rtccheck_schema_validator import report_errors
 
 from rtccheck.cli import main
-from rtccheck.schema import load_report_schema
 
 needs_coturn = pytest.mark.skipif(coturn_missing(), reason="coturn's turnserver is not installed")
 
@@ -22,7 +21,7 @@ needs_coturn = pytest.mark.skipif(coturn_missing(), reason="coturn's turnserver 
 def run_tls(*args: str) -> dict[str, Any]:
     result = CliRunner().invoke(main, ["tls", *args, "--timeout", "3", "--json"])
     document: dict[str, Any] = json.loads(result.stdout)
-    assert validate(document, load_report_schema()) == []
+    assert report_errors(document) == []
     assert document["exit_code"] == result.exit_code
     return document
 
@@ -54,7 +53,7 @@ def test_coturn_name_mismatch(tmp_path: Path) -> None:
     certs = make_certs(tmp_path / "certs", names=("turn.example.test",))
     result = coturn_tls(tmp_path, certs, "--ca-file", str(certs.ca))
     assert result["status"] == "fail"
-    assert result["details"]["problem"] == "name-mismatch"
+    assert result["cause_id"] == "tls-name-mismatch"
     assert result["summary"] == f"the certificate does not match {HOST}"
 
 
@@ -64,7 +63,7 @@ def test_coturn_expired_certificate(tmp_path: Path) -> None:
     certs = make_certs(tmp_path / "certs", expired=True)
     result = coturn_tls(tmp_path, certs, "--ca-file", str(certs.ca))
     assert result["status"] == "fail"
-    assert result["details"]["problem"] == "expired"
+    assert result["cause_id"] == "tls-expired"
     assert result["metrics"]["days_left"] < 0
 
 
@@ -74,7 +73,7 @@ def test_coturn_self_signed_without_ca_file(tmp_path: Path) -> None:
     certs = make_certs(tmp_path / "certs", self_signed=True)
     result = coturn_tls(tmp_path, certs)
     assert result["status"] == "fail"
-    assert result["details"]["problem"] == "self-signed"
+    assert result["cause_id"] == "tls-self-signed"
     assert "--ca-file" in result["fix"]
 
 
@@ -84,7 +83,7 @@ def test_turn_relay_tls_port(tmp_path: Path) -> None:
         good = only_result(run_tls(f"turns:{HOST}:{server.tls_port}", "--ca-file", str(certs.ca)))
         untrusted = only_result(run_tls(f"turns:{HOST}:{server.tls_port}"))
     assert good["status"] == "pass", good
-    assert untrusted["details"]["problem"] == "untrusted"
+    assert untrusted["cause_id"] == "tls-untrusted"
 
 
 def test_stun_server_stuns(tmp_path: Path) -> None:
@@ -92,7 +91,7 @@ def test_stun_server_stuns(tmp_path: Path) -> None:
     with stun_server(tmp_path / "stun", certs=certs) as server:
         document = run_tls(f"stuns:{HOST}:{server.tls_port}", "--ca-file", str(certs.ca))
     result = only_result(document)
-    assert result["details"]["problem"] == "name-mismatch"
+    assert result["cause_id"] == "tls-name-mismatch"
     assert document["exit_code"] == 1
 
 

@@ -128,7 +128,7 @@ def test_no_credentials_is_a_skip_that_names_the_realm(server: Server) -> None:
     assert code == 0
     result = only(document, "turn.allocate")
     assert result["status"] == "skip"
-    assert result["details"]["cause_id"] == "no-credentials"
+    assert result["cause_id"] == "no-credentials"
     assert result["details"]["realm"] in ("turnkit.test", "coturn.test")
 
 
@@ -146,7 +146,7 @@ def test_wrong_secret(server: Server) -> None:
     code, document = run_cli("turn", server.uri("udp"), "--secret", "not-the-secret")
     assert code == 1
     result = _refused(document)
-    assert result["details"]["cause_id"] == "wrong-secret"
+    assert result["cause_id"] == "wrong-secret"
     assert "another secret" in result["cause"]
 
 
@@ -158,7 +158,7 @@ def test_expired_credential(server: Server) -> None:
     )
     assert code == 1
     result = _refused(document)
-    assert result["details"]["cause_id"] == "credential-expired"
+    assert result["cause_id"] == "credential-expired"
 
 
 def test_clock_skew(server: Server) -> None:
@@ -178,7 +178,7 @@ def test_clock_skew(server: Server) -> None:
     )
     assert code == 1
     result = _refused(document)
-    assert result["details"]["cause_id"] == "clock-skew"
+    assert result["cause_id"] == "clock-skew"
     assert "server's clock" in result["cause"]
 
 
@@ -192,7 +192,7 @@ def test_tls_name_mismatch(server: Server, certs: Certs) -> None:
     assert code == 1
     result = only(document, "turn.allocate")
     assert result["status"] == "fail"
-    assert result["details"]["cause_id"] == "tls-name-mismatch"
+    assert result["cause_id"] == "tls-name-mismatch"
     assert result["capabilities"] == ["relay-tls"]
 
 
@@ -205,7 +205,7 @@ def test_udp_listener_absent(kind: str, tmp_path: Path) -> None:
     assert code == 1
     udp = only(document, "turn.allocate", no_udp.uri("udp"))
     assert udp["status"] == "fail"
-    assert udp["details"]["cause_id"] in ("udp-port-unreachable", "udp-no-answer")
+    assert udp["cause_id"] in ("udp-port-unreachable", "udp-no-answer")
     assert only(document, "turn.allocate", no_udp.uri("tcp"))["status"] == "pass"
 
 
@@ -219,7 +219,7 @@ def test_relay_advertising_a_private_address(kind: str, tmp_path: Path) -> None:
     assert code == 0  # a warning
     sanity = only(document, "turn.relay-address")
     assert sanity["status"] == "warn"
-    assert sanity["details"]["cause_id"] == "relay-private-address"
+    assert sanity["cause_id"] == "relay-private-address"
     assert sanity["cause"].startswith("relay advertises a private address: remote peers can't")
     assert sanity["metrics"]["relayed_address"].startswith(ADVERTISED_PRIVATE + ":")
     data = only(document, "turn.relay-data")
@@ -246,9 +246,9 @@ def test_expected_relay_address_and_port_range(tmp_path: Path) -> None:
             )
         )
     by_check = {r.check: r for r in unexpected}
-    assert by_check["turn.relay-address"].details["cause_id"] == "relay-address-unexpected"
+    assert by_check["turn.relay-address"].cause_id == "relay-address-unexpected"
     assert by_check["turn.relay-data"].status.value == "skip"
-    assert {r.check: r for r in outside}["turn.relay-address"].details["cause_id"] == (
+    assert {r.check: r for r in outside}["turn.relay-address"].cause_id == (
         "relay-port-outside-range"
     )
     assert all(r.status.value == "pass" for r in fine)
@@ -312,7 +312,7 @@ def test_allocations_are_deleted_and_quota_486_is_explained(tmp_path: Path) -> N
     assert code == 1
     result = only(document, "turn.allocate")
     assert result["metrics"]["error_code"] == 486
-    assert result["details"]["cause_id"] == "allocation-quota-reached"
+    assert result["cause_id"] == "allocation-quota-reached"
 
 
 def test_insufficient_capacity_508_is_explained(tmp_path: Path) -> None:
@@ -325,5 +325,5 @@ def test_insufficient_capacity_508_is_explained(tmp_path: Path) -> None:
     assert code == 1
     result = only(document, "turn.allocate")
     assert result["metrics"]["error_code"] == 508
-    assert result["details"]["cause_id"] == "insufficient-capacity"
+    assert result["cause_id"] == "insufficient-capacity"
     assert results_of(document, "turn.relay-data") == []

@@ -6,24 +6,27 @@ credentials check's analysis), transport failures, and which probes the checks p
 
 from __future__ import annotations
 
+import ssl
+
 import pytest
 
 from rtccheck.address_scope import Scope, scope_of
 from rtccheck.checks import stun, turn
 from rtccheck.checks.base import CheckOptions
 from rtccheck.credential_service import ServerClock
-from rtccheck.failures import explain_failure
-from rtccheck.probe.connect import ServerEndpoint
-from rtccheck.probe.errors import FailureKind, ProbeError
-from rtccheck.probe_settings import parse_port_range
-from rtccheck.relay_sanity import judge_relay
-from rtccheck.results import Status
-from rtccheck.turn_errors import (
+from rtccheck.explain.transport import explain_failure
+from rtccheck.explain.turn_errors import (
     Rejected,
     explain_error,
     explain_rejected_credentials,
     explain_unauthorized,
 )
+from rtccheck.probe.connect import ServerEndpoint
+from rtccheck.probe.errors import FailureKind, ProbeError, from_os_error
+from rtccheck.probe_settings import parse_port_range
+from rtccheck.relay_sanity import judge_relay
+from rtccheck.results import Status
+from rtccheck.tlsinfo.trust import certificate_diagnosis
 from rtccheck.uri import parse_uri
 from turn_relay.credentials import rest_password
 
@@ -65,9 +68,9 @@ def test_private_relay_behind_a_public_server_warns_with_the_fix() -> None:
     judgement = judge_relay(("10.0.0.5", 50000), "203.0.113.5")
     assert judgement.status is Status.WARN
     assert judgement.cause_id == "relay-private-address"
-    assert judgement.cause is not None
-    assert judgement.cause.startswith("relay advertises a private address: remote peers")
-    assert judgement.fix is not None and "--external-address" in judgement.fix
+    assert judgement.diagnosis is not None
+    assert judgement.diagnosis.cause.startswith("relay advertises a private address: remote peers")
+    assert "--external-address" in judgement.diagnosis.fix
 
 
 def test_private_relay_advertised_by_a_loopback_server_warns_too() -> None:
@@ -115,7 +118,7 @@ def test_port_range_parsing() -> None:
         (486, "allocation-quota-reached", "quota"),
         (508, "insufficient-capacity", "port range"),
         (300, "try-alternate", "another server"),
-        (599, "error-599", "599"),
+        (599, "error-response", "599"),
     ],
 )
 def test_error_codes_are_explained(code: int, cause_id: str, words: str) -> None:
@@ -210,6 +213,7 @@ def test_rejected_static_user_and_rest_user_without_secret() -> None:
         ("tls", FailureKind.TLS_NAME_MISMATCH, True, "tls-name-mismatch"),
         ("tls", FailureKind.TLS_UNTRUSTED, True, "tls-untrusted"),
         ("tls", FailureKind.TLS_EXPIRED, True, "tls-expired"),
+        ("tls", FailureKind.TLS_HANDSHAKE, True, "tls-handshake-failed"),
         ("udp", FailureKind.UNREACHABLE, False, "unreachable"),
         ("udp", FailureKind.RESOLVE, False, "dns-failure"),
         ("udp", FailureKind.MALFORMED, False, "malformed-answer"),
@@ -224,6 +228,32 @@ def test_transport_failures_are_explained(
     explanation = explain_failure(error, endpoint, 2.0)
     assert explanation.cause_id == cause_id
     assert explanation.cause and explanation.fix and explanation.summary
+
+
+@pytest.mark.parametrize(
+    ("verify_code", "cause_id"),
+    [
+        (62, "tls-name-mismatch"),
+        (64, "tls-name-mismatch"),
+        (10, "tls-expired"),
+        (9, "tls-not-yet-valid"),
+        (18, "tls-self-signed"),
+        (19, "tls-untrusted"),
+        (20, "tls-untrusted"),
+        (50, "tls-verify-failed"),
+    ],
+)
+def test_refused_certificates_get_the_tls_checks_cause_ids(verify_code: int, cause_id: str) -> None:
+    """The probes (stun, turn) explain a refused certificate as the tls check does."""
+    refused = ssl.SSLCertVerificationError("refused")
+    refused.verify_code, refused.verify_message = verify_code, "OpenSSL says no"
+    error = from_os_error(refused)
+    assert error.verify_code == verify_code
+    endpoint = ServerEndpoint("turn.example.test", 5349, "tls")
+    found = explain_failure(error, endpoint, 2.0)
+    assert found.cause_id == cause_id
+    assert found.summary.startswith("TLS to turn.example.test:5349 failed: ")
+    assert found.cause_id == certificate_diagnosis(verify_code, "", "x", None).cause_id
 
 
 def test_udp_timeout_says_what_the_brief_says() -> None:

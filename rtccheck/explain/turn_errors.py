@@ -1,4 +1,4 @@
-"""What a TURN server's error answer means, in plain words, with a stable ``cause_id``.
+"""What a TURN server's error answer means: a `Diagnosis` with a stable cause id.
 
 `explain_error` covers the codes of RFC 8489/8656; a 401 that answers a request carrying
 MESSAGE-INTEGRITY means "credentials refused", and `explain_rejected_credentials` then says why
@@ -10,43 +10,44 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rtccheck.causes import CauseId
 from rtccheck.checks.base import CheckOptions
 from rtccheck.checks.credentials import Subject, expiry_result, password_result, username_result
-from rtccheck.failures import Explanation
-from rtccheck.results import Status
+from rtccheck.diagnosis import Diagnosis
+from rtccheck.explain.username_shape import Shape, analyse_username
+from rtccheck.results import CheckResult, Status
 from rtccheck.timefmt import human_duration
-from rtccheck.username_shape import Shape, analyse_username
 
 #: below this validity left, a rejected credential may be expired by a skewed server clock
 CLOCK_SUSPECT_S = 900
 
-_ERRORS: dict[int, tuple[str, str, str]] = {
+_ERRORS: dict[int, tuple[CauseId, str, str]] = {
     300: (
-        "try-alternate",
+        CauseId.TRY_ALTERNATE,
         "The server redirects clients to another server (300 Try Alternate): it is "
         "overloaded or draining.",
         "Point clients at the ALTERNATE-SERVER it names, or stop the redirect on the server.",
     ),
     400: (
-        "bad-request",
+        CauseId.BAD_REQUEST,
         "The server found the request malformed (400 Bad Request).",
         "Look at the server's log for the reason; report it if the server misreads valid requests.",
     ),
     403: (
-        "forbidden",
+        CauseId.FORBIDDEN,
         "The server refuses this client or request (403 Forbidden): a denied client address, "
         "a disabled user, or a peer address its policy forbids.",
         "Check the server's allow/deny rules for clients and peers (turn-relay "
         "peer_policy, coturn denied-peer-ip/allowed-peer-ip) and the user's status.",
     ),
     420: (
-        "unknown-attribute",
+        CauseId.UNKNOWN_ATTRIBUTE,
         "The server does not understand an attribute it must understand (420 Unknown "
         "Attribute): it implements an older or partial TURN.",
         "Upgrade the server to one that implements RFC 8656.",
     ),
     437: (
-        "allocation-mismatch",
+        CauseId.ALLOCATION_MISMATCH,
         "The server already has an allocation for this client address and port, or none "
         "for a refresh (437 Allocation Mismatch): an earlier allocation from the same "
         "5-tuple was not deleted, or a NAT reused the port.",
@@ -54,7 +55,7 @@ _ERRORS: dict[int, tuple[str, str, str]] = {
         "delete allocations with Refresh lifetime 0.",
     ),
     438: (
-        "stale-nonce",
+        CauseId.STALE_NONCE,
         "The server called a brand-new nonce stale again (438 Stale Nonce twice): its nonce "
         "lifetime is shorter than a round trip, its clock jumps, or several servers behind "
         "one address do not share nonce keys.",
@@ -62,24 +63,24 @@ _ERRORS: dict[int, tuple[str, str, str]] = {
         "share their nonce secret (stickiness per client helps too).",
     ),
     440: (
-        "address-family-not-supported",
+        CauseId.ADDRESS_FAMILY_NOT_SUPPORTED,
         "The server cannot relay the requested address family (440).",
         "Give the server a relay address of that family, or ask for IPv4.",
     ),
     441: (
-        "wrong-credentials",
+        CauseId.WRONG_CREDENTIALS,
         "The request carried other credentials than those that created the allocation (441 "
         "Wrong Credentials).",
         "Use one username/password for all requests of an allocation.",
     ),
     442: (
-        "unsupported-transport",
+        CauseId.UNSUPPORTED_TRANSPORT,
         "The server refuses to relay UDP (442 Unsupported Transport Protocol), the "
         "transport WebRTC needs.",
         "Enable UDP relaying on the server (coturn: remove no-udp-relay).",
     ),
     486: (
-        "allocation-quota-reached",
+        CauseId.ALLOCATION_QUOTA_REACHED,
         "This user (or the server as a whole) has reached its allocation quota (486): old "
         "allocations are still alive because clients do not delete them, or the quota is "
         "too low.",
@@ -87,12 +88,12 @@ _ERRORS: dict[int, tuple[str, str, str]] = {
         "total-quota) and make clients delete allocations when a call ends.",
     ),
     500: (
-        "server-error",
+        CauseId.SERVER_ERROR,
         "The server hit an internal error (500).",
         "Look at the server's log for this request.",
     ),
     508: (
-        "insufficient-capacity",
+        CauseId.INSUFFICIENT_CAPACITY,
         "The server has no relay ports (or memory) left (508 Insufficient Capacity): its "
         "relay port range is exhausted.",
         "Widen the relay port range (turn-relay --port-range, coturn min-port/max-port), "
@@ -111,31 +112,31 @@ class Rejected:
     target: str
 
 
-def explain_error(code: int, detail: str, method: str) -> Explanation:
+def explain_error(code: int, detail: str, method: str) -> Diagnosis:
     """Any error code except the 401 cases (see `explain_unauthorized`)."""
     cause_id, cause, fix = _ERRORS.get(
         code,
         (
-            f"error-{code}",
+            CauseId.ERROR_RESPONSE,
             f"The server answered {detail}.",
             "Look at the server's log for this request.",
         ),
     )
-    return Explanation(cause_id, f"{method} answered {detail}", cause, fix)
+    return Diagnosis(cause_id, f"{method} answered {detail}", cause, fix)
 
 
-def explain_unauthorized(realm: str | None, have_credentials: bool) -> Explanation:
+def explain_unauthorized(realm: str | None, have_credentials: bool) -> Diagnosis:
     """A 401 to the first (unsigned) request that could not be answered with credentials."""
     if not have_credentials:
         where = f" (realm {realm!r})" if realm else ""
-        return Explanation(
-            "no-credentials",
+        return Diagnosis(
+            CauseId.NO_CREDENTIALS,
             f"the server asks for credentials{where}, none were given",
             "TURN servers allocate relays only for authenticated clients.",
             "Pass --username/--credential, --secret (mint REST credentials) or --credentials-url.",
         )
-    return Explanation(
-        "bad-challenge",
+    return Diagnosis(
+        CauseId.BAD_CHALLENGE,
         "the 401 challenge lacks REALM or NONCE (or a realm the password cannot be used with)",
         "The server's challenge cannot be answered: RFC 8489 requires REALM and NONCE in it.",
         "Check the server's realm setting; report a server bug if REALM/NONCE are missing.",
@@ -144,32 +145,33 @@ def explain_unauthorized(realm: str | None, have_credentials: bool) -> Explanati
 
 def explain_rejected_credentials(
     rejected: Rejected, options: CheckOptions, now: float
-) -> Explanation:
-    """Why a signed request got 401, using the credentials check's analysis."""
+) -> Diagnosis:
+    """Why a signed request got 401: the credentials check's failure (same cause id), or what
+    can be told from here when that check finds nothing wrong."""
     subject = Subject(rejected.username, rejected.credential, rejected.target)
     shape = analyse_username(rejected.username, options.separator)
     username = username_result(subject, shape, options)
     if username.status is Status.FAIL:
-        return _from_result("username-malformed", username.summary, username.cause, username.fix)
+        return _from_result(username)
     if shape.shape is Shape.REST and shape.expiry is not None:
         expiry = expiry_result(subject, shape.expiry, now, options.server_clock)
         if expiry.status is Status.FAIL:
-            cause_id = "credential-expired" if shape.expiry <= now else "clock-skew"
-            return _from_result(cause_id, expiry.summary, expiry.cause, expiry.fix)
+            return _from_result(expiry)
     password = password_result(subject, shape, options.secret)
     if password is not None and password.status is Status.FAIL:
-        return _from_result("wrong-password", password.summary, password.cause, password.fix)
+        return _from_result(password)
     if password is not None and password.status is Status.PASS:
         return _wrong_secret(shape.expiry, now, rejected.realm)
     return _refused(shape.shape, shape.expiry, now, rejected.realm)
 
 
-def _from_result(cause_id: str, summary: str, cause: str | None, fix: str | None) -> Explanation:
-    return Explanation(
-        cause_id,
-        f"credentials refused (401): {summary}",
-        cause or "The server refused the credentials.",
-        fix or "Mint fresh credentials with the server's secret.",
+def _from_result(failed: CheckResult) -> Diagnosis:
+    """A failed credentials-check result as the reason for a 401."""
+    return Diagnosis(
+        CauseId(failed.cause_id) if failed.cause_id else CauseId.CREDENTIALS_REJECTED,
+        f"credentials refused (401): {failed.summary}",
+        failed.cause or "The server refused the credentials.",
+        failed.fix or "Mint fresh credentials with the server's secret.",
     )
 
 
@@ -185,10 +187,10 @@ def _clock_hint(expiry: int | None, now: float) -> str:
     )
 
 
-def _wrong_secret(expiry: int | None, now: float, realm: str | None) -> Explanation:
+def _wrong_secret(expiry: int | None, now: float, realm: str | None) -> Diagnosis:
     hint = _clock_hint(expiry, now)
-    cause_id = "clock-skew-or-wrong-secret" if hint else "wrong-secret"
-    return Explanation(
+    cause_id = CauseId.CLOCK_SKEW_OR_WRONG_SECRET if hint else CauseId.WRONG_SECRET
+    return Diagnosis(
         cause_id,
         "credentials refused (401) although the password matches --secret",
         "The password is right for the secret given here and the username has not expired "
@@ -200,7 +202,7 @@ def _wrong_secret(expiry: int | None, now: float, realm: str | None) -> Explanat
     )
 
 
-def _refused(shape: Shape, expiry: int | None, now: float, realm: str | None) -> Explanation:
+def _refused(shape: Shape, expiry: int | None, now: float, realm: str | None) -> Diagnosis:
     in_realm = "" if realm is None else f" in realm {realm!r}"
     if shape is Shape.STATIC:
         cause = (
@@ -215,4 +217,4 @@ def _refused(shape: Shape, expiry: int | None, now: float, realm: str | None) ->
             + _clock_hint(expiry, now)
         )
         fix = "Give --secret to recompute the password here, and mint with the server's secret."
-    return Explanation("credentials-rejected", "credentials refused (401)", cause, fix)
+    return Diagnosis(CauseId.CREDENTIALS_REJECTED, "credentials refused (401)", cause, fix)

@@ -2,9 +2,10 @@
 step with aioice's TURN client and keep the error that aioice's gathering swallows.
 
 ``allocation_problem`` allocates once; ``permission_problem`` allocates and asks the relay to let
-one peer in (a ChannelBind, as aioice does before sending). Both return a Problem, or None when
-the step works. Error answers are explained by ``rtccheck.turn_errors``, as in the ``turn``
-check, so a cause id means the same in every family.
+one peer in (a ChannelBind, as aioice does before sending). Both return a Diagnosis, or None
+when the step works. Error answers are explained by `rtccheck.explain.turn_errors` and refused
+certificates by `rtccheck.tlsinfo.trust`, as in the turn and tls checks, and socket errors get
+the ids the probes give them, so a cause id means the same in every family.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import ssl
 from aioice import stun
 from aioice.turn import TurnTransport, create_turn_endpoint
 
+from rtccheck.causes import CauseId
 from rtccheck.checks.base import CheckContext
-from rtccheck.failures import Explanation
-from rtccheck.problem import Problem
-from rtccheck.trust import verification_problem
-from rtccheck.turn_errors import Rejected, explain_error, explain_rejected_credentials
+from rtccheck.diagnosis import Diagnosis
+from rtccheck.explain.turn_errors import Rejected, explain_error, explain_rejected_credentials
+from rtccheck.probe.errors import FailureKind, from_os_error
+from rtccheck.tlsinfo.trust import verification_diagnosis
 from rtccheck.uri import IceServer
 
 #: how long a probe waits for a refused permission once the allocation exists
@@ -59,7 +61,7 @@ async def _release(transport: TurnTransport, recorder: _Recorder, timeout: float
 
 async def no_relay_problem(
     server: IceServer, gathering_s: float, tls: ssl.SSLContext | None, ctx: CheckContext
-) -> Problem:
+) -> Diagnosis:
     """Why gathering on ``server`` gave no relay candidate: repeat the allocation to see the
     error, unless gathering already ran into the timeout (the probe would only wait again)."""
     if gathering_s >= TIMED_OUT_SHARE * ctx.timeout:
@@ -67,8 +69,8 @@ async def no_relay_problem(
     problem = await allocation_problem(server, tls, ctx)
     if problem is not None:
         return problem
-    return Problem(
-        "intermittent",
+    return Diagnosis(
+        CauseId.ALLOCATION_INTERMITTENT,
         "the allocation failed while gathering but worked when repeated",
         "The TURN server refused or lost the first allocation only: overload, a quota, or "
         "packet loss on the way.",
@@ -76,10 +78,14 @@ async def no_relay_problem(
     )
 
 
-def timeout_problem(server: IceServer, timeout: float) -> Problem:
+def timeout_problem(server: IceServer, timeout: float) -> Diagnosis:
+    """Nothing answered in time; over TCP aioice cannot tell a connection that was never
+    accepted from one that got no answer, hence ``tcp-no-answer`` rather than the probes'
+    ``connect-timeout`` or ``stream-no-answer``."""
     transport = "TLS" if server.secure else server.transport.upper()
-    return Problem(
-        "timeout",
+    udp = server.transport == "udp" and not server.secure
+    return Diagnosis(
+        CauseId.UDP_NO_ANSWER if udp else CauseId.TCP_NO_ANSWER,
         f"no answer from {server.host}:{server.port} over {transport} within {timeout:g} s",
         "Nothing answered: the server is down, the port is wrong, or a firewall drops "
         f"{transport} to it.",
@@ -90,7 +96,7 @@ def timeout_problem(server: IceServer, timeout: float) -> Problem:
 
 async def allocation_problem(
     server: IceServer, tls: ssl.SSLContext | None, ctx: CheckContext
-) -> Problem | None:
+) -> Diagnosis | None:
     """Allocate once on ``server``; what went wrong, or None if the allocation works."""
     try:
         async with asyncio.timeout(ctx.timeout):
@@ -103,7 +109,7 @@ async def allocation_problem(
 
 async def permission_problem(
     server: IceServer, tls: ssl.SSLContext | None, peer: tuple[str, int], ctx: CheckContext
-) -> Problem | None:
+) -> Diagnosis | None:
     """Allocate and bind a channel to ``peer``; what went wrong, or None if the relay agrees."""
     try:
         async with asyncio.timeout(ctx.timeout):
@@ -138,12 +144,12 @@ async def _allocate(
 
 def _peer_refused(
     error: Exception, peer: tuple[str, int], server: IceServer, ctx: CheckContext
-) -> Problem:
+) -> Diagnosis:
     problem = problem_from_error(error, server, ctx)
-    if problem.code != "forbidden":
+    if problem.cause_id is not CauseId.FORBIDDEN:
         return problem.prefixed(f"the relay did not let peer {peer[0]}:{peer[1]} in")
-    return Problem(
-        "peer-policy",
+    return Diagnosis(
+        CauseId.RELAY_PEER_FORBIDDEN,
         f"the relay refuses peer {peer[0]} (403 to CreatePermission/ChannelBind)",
         f"Allocation works but no data flows: the relay's peer policy denies {peer[0]}, the "
         "other agent's relayed address.",
@@ -152,7 +158,7 @@ def _peer_refused(
     )
 
 
-def problem_from_error(error: BaseException, server: IceServer, ctx: CheckContext) -> Problem:
+def problem_from_error(error: BaseException, server: IceServer, ctx: CheckContext) -> Diagnosis:
     """A plain explanation of an exception from aioice's TURN client or the socket below it."""
     where = f"{server.host}:{server.port} ({server.transport.upper()}"
     where += "+TLS)" if server.secure else ")"
@@ -161,55 +167,57 @@ def problem_from_error(error: BaseException, server: IceServer, ctx: CheckContex
     if isinstance(error, stun.TransactionTimeout | TimeoutError):
         return timeout_problem(server, ctx.timeout)
     if isinstance(error, ssl.SSLCertVerificationError):
-        return verification_problem(error, server.host, ctx.options.ca_file)
+        return verification_diagnosis(error, server.host, ctx.options.ca_file)
     if isinstance(error, ssl.SSLError):
         return _tls_failed(error, where)
     if isinstance(error, OSError):
-        return _socket_problem(error, where)
-    return Problem(
-        "turn-error",
+        return _socket_problem(error, server, where)
+    return Diagnosis(
+        CauseId.TURN_CLIENT_ERROR,
         f"TURN failed: {type(error).__name__}: {error}",
         "aioice's TURN client gave up (e.g. an answer without a required attribute).",
         "Run `rtccheck turn` for the allocation step by step.",
     )
 
 
-def _error_response(response: stun.Message, server: IceServer, ctx: CheckContext) -> Problem:
+def _error_response(response: stun.Message, server: IceServer, ctx: CheckContext) -> Diagnosis:
     """An error answer, explained as the turn check explains it (same cause ids)."""
     code, reason = response.attributes.get("ERROR-CODE", (0, "no ERROR-CODE"))
     if code == 401 and server.username is not None:
         realm = response.attributes.get("REALM")
         rejected = Rejected(server.username, server.credential, realm, server.uri)
-        explained = explain_rejected_credentials(rejected, ctx.options, ctx.now())
-    else:
-        explained = explain_error(code, f"{code} {reason}", "Allocate")
-    return _as_problem(explained)
+        return explain_rejected_credentials(rejected, ctx.options, ctx.now())
+    return explain_error(code, f"{code} {reason}", "Allocate")
 
 
-def _as_problem(explanation: Explanation) -> Problem:
-    return Problem(explanation.cause_id, explanation.summary, explanation.cause, explanation.fix)
+#: socket errors the probes name more precisely than "socket-error"
+_SOCKET_CAUSES = {
+    FailureKind.UNREACHABLE: CauseId.UNREACHABLE,
+    FailureKind.CLOSED: CauseId.CONNECTION_CLOSED,
+}
 
 
-def _socket_problem(error: OSError, where: str) -> Problem:
+def _socket_problem(error: OSError, server: IceServer, where: str) -> Diagnosis:
     if isinstance(error, ConnectionRefusedError):
-        return Problem(
-            "connection-refused",
+        udp = server.transport == "udp" and not server.secure
+        return Diagnosis(
+            CauseId.UDP_PORT_UNREACHABLE if udp else CauseId.CONNECTION_REFUSED,
             f"connection refused by {where}",
             "The host answered, but nothing listens on this port and transport.",
             "Start the server's listener for this transport, or fix the port in the URI.",
         )
     reason = error.strerror or str(error)
-    return Problem(
-        "network-error",
+    return Diagnosis(
+        _SOCKET_CAUSES.get(from_os_error(error).kind, CauseId.SOCKET_ERROR),
         f"cannot reach {where}: {reason}",
         f"The operating system could not reach the server ({reason}).",
         "Check the address, routing and local firewall.",
     )
 
 
-def _tls_failed(error: ssl.SSLError, where: str) -> Problem:
-    return Problem(
-        "tls-failed",
+def _tls_failed(error: ssl.SSLError, where: str) -> Diagnosis:
+    return Diagnosis(
+        CauseId.TLS_HANDSHAKE_FAILED,
         f"TLS handshake with {where} failed: {error.reason or error}",
         "The port may not speak TLS (a plain TURN port given as turns:), or client and server "
         "share no TLS version or cipher.",
@@ -217,7 +225,7 @@ def _tls_failed(error: ssl.SSLError, where: str) -> Problem:
     )
 
 
-async def route_problem(server: IceServer) -> Problem | None:
+async def route_problem(server: IceServer) -> Diagnosis | None:
     """Whether this host can send UDP to ``server`` at all, asked of the routing table (a
     connected UDP socket sends nothing). aioice would only notice by timing out."""
     loop = asyncio.get_running_loop()
@@ -227,16 +235,16 @@ async def route_problem(server: IceServer) -> Problem | None:
         with socket.socket(family, kind, proto) as probe:
             probe.connect(address)
     except socket.gaierror as error:
-        return Problem(
-            "unresolved",
+        return Diagnosis(
+            CauseId.DNS_FAILURE,
             f"cannot resolve {server.host}: {error.strerror or error}",
             "The server's name has no address.",
             "Fix the DNS name (`rtccheck dns` shows the records).",
         )
     except OSError as error:
         reason = error.strerror or str(error)
-        return Problem(
-            "unreachable",
+        return Diagnosis(
+            CauseId.UNREACHABLE,
             f"cannot reach {server.host}:{server.port}: {reason}",
             f"This host has no route to the server ({reason}).",
             "Check the address, the host's routes and its network connection.",
