@@ -23,28 +23,6 @@ def tool_missing(name: str) -> bool:
     return shutil.which(name) is None or shutil.which("timeout") is None
 
 
-def _free(ip: str, port: int) -> bool:
-    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-        with socket.socket(family, kind) as sock:
-            try:
-                sock.bind((ip, port))
-            except OSError:
-                return False
-    return True
-
-
-def free_port_pair(ips: tuple[str, ...] = ("127.0.0.1",)) -> int:
-    """A port P with P and P + 1 free for UDP and TCP on every IP in ``ips``."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        if port < 65535 and all(_free(ip, p) for ip in ips for p in (port, port + 1)):
-            return port
-    raise RuntimeError("no free port pair")
-
-
 def _answers(address: tuple[str, int]) -> bool:
     family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
     request = struct.pack("!HHI", 1, 0, 0x2112A442) + os.urandom(12)

@@ -4,35 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from stun_interop_kit import free_port_pair, run_tool, stun_server, tool_missing
+from stun_interop_kit import run_tool, stun_server, tool_missing
+from turnkit_testing import free_port_pair, ipv6_loopback_available, second_loopback_available
 
 pytestmark = pytest.mark.interop
 
 REFLEXIVE = re.compile(r"UDP reflexive addr: (?P<ip>[0-9a-f.:]+):(?P<port>\d+)$", re.MULTILINE)
 LOCAL = re.compile(r"Local addr: : (?P<ip>[0-9a-f.:]+):(?P<port>\d+)$", re.MULTILINE)
-
-
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-def _second_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.bind(("127.0.0.2", 0))
-    except OSError:
-        return False
-    return True
 
 
 needs_stunclient = pytest.mark.skipif(
@@ -46,7 +28,7 @@ needs_natdiscovery = pytest.mark.skipif(
 @needs_stunclient
 @pytest.mark.parametrize("ip", ["127.0.0.1", "::1"])
 def test_turnutils_stunclient_gets_the_mapped_address(tmp_path: Path, ip: str) -> None:
-    if ip == "::1" and not _ipv6_loopback():
+    if ip == "::1" and not ipv6_loopback_available():
         pytest.skip("no IPv6 loopback")
     port = free_port_pair((ip,))
     listen = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
@@ -89,7 +71,7 @@ def _natdiscovery(tmp_path: Path, *extra: str) -> str:
 
 
 @needs_natdiscovery
-@pytest.mark.skipif(not _second_loopback(), reason="127.0.0.2 unusable")
+@pytest.mark.skipif(not second_loopback_available(), reason="127.0.0.2 unusable")
 def test_turnutils_natdiscovery_completes_mapping_and_filtering(tmp_path: Path) -> None:
     output = _natdiscovery(tmp_path)
     assert "-= Mapping Behavior Discovery =-" in output
@@ -103,7 +85,7 @@ def test_turnutils_natdiscovery_completes_mapping_and_filtering(tmp_path: Path) 
 
 
 @needs_natdiscovery
-@pytest.mark.skipif(not _second_loopback(), reason="127.0.0.2 unusable")
+@pytest.mark.skipif(not second_loopback_available(), reason="127.0.0.2 unusable")
 def test_turnutils_natdiscovery_sees_no_nat_given_its_own_address(tmp_path: Path) -> None:
     output = _natdiscovery(tmp_path, "-L", "127.0.0.1")
     assert "No NAT! (Endpoint Independent Mapping)" in output
@@ -111,7 +93,7 @@ def test_turnutils_natdiscovery_sees_no_nat_given_its_own_address(tmp_path: Path
 
 
 @needs_natdiscovery
-@pytest.mark.skipif(not _second_loopback(), reason="127.0.0.2 unusable")
+@pytest.mark.skipif(not second_loopback_available(), reason="127.0.0.2 unusable")
 def test_turnutils_natdiscovery_with_padding(tmp_path: Path) -> None:
     output = _natdiscovery(tmp_path, "-P")
     assert "NAT with Endpoint Independent Mapping!" in output

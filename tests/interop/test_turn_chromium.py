@@ -32,7 +32,8 @@ import pytest
 from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from turn_interop_kit import TURN_RELAY, free_port, wait_until_answering, write_self_signed
+from turn_interop_kit import TURN_RELAY, wait_until_answering
+from turnkit_testing import free_port, self_signed_certificate
 
 pytestmark = pytest.mark.interop
 
@@ -239,7 +240,7 @@ def running_relay(directory: Path) -> Iterator[Relay]:
     secret_file.write_text(SECRET + "\n")
     api_key = directory / "api-key"
     api_key.write_text(API_KEY + "\n")
-    cert, key = write_self_signed(directory)
+    cert, key = self_signed_certificate(directory, stem="relay-")
     relay = Relay(
         port=free_port(),
         tls_port=free_port(),

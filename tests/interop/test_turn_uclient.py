@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from turn_interop_kit import SECRET, Relay, free_port, parse_uclient, relay_process
+from turn_interop_kit import SECRET, Relay, parse_uclient, relay_process
+from turnkit_testing import free_port_pair
 
 pytestmark = [
     pytest.mark.interop,
@@ -32,7 +33,7 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
 
 @pytest.fixture(scope="module")
 def peer_port() -> Iterator[int]:
-    port = free_port(pair=True)
+    port = free_port_pair()
     process = subprocess.Popen(
         ["turnutils_peer", "-L", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,

@@ -3,8 +3,6 @@ aioice, aiortc), with a REST secret, UDP + TCP + TLS listeners and loopback peer
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import re
 import socket
 import subprocess
@@ -16,66 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from turnkit_testing import free_port_pair, self_signed_certificate
+
 SECRET = "interop-secret"
 REALM = "interop.test"
 TURN_RELAY = str(Path(sys.executable).parent / "turn-relay")
 RELAY_PORTS = "25000-25999"  # below the ephemeral range: never taken by client sockets
-
-
-def free_port(pair: bool = False) -> int:
-    """A port free for UDP and TCP on 127.0.0.1 (and port + 1 too with ``pair``)."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        if all(_free(p) for p in ([port, port + 1] if pair else [port])):
-            return port
-    raise RuntimeError("no free port")
-
-
-def _free(port: int) -> bool:
-    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-        with socket.socket(socket.AF_INET, kind) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-    return True
-
-
-def write_self_signed(directory: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert, private = directory / "relay-cert.pem", directory / "relay-key.pem"
-    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert, private
 
 
 _BINDING_REQUEST = bytes.fromhex("000100002112a442") + b"interop-wait"
@@ -121,8 +65,8 @@ class Relay:
 def relay_process(directory: Path, *extra: str) -> Iterator[Relay]:
     secret_file = directory / "rest-secrets"
     secret_file.write_text(SECRET + "\n")
-    cert, key = write_self_signed(directory)
-    port, tls_port = free_port(), free_port()
+    cert, key = self_signed_certificate(directory, stem="relay-")
+    port, tls_port = free_port_pair(), free_port_pair()
     log = (directory / "turn-relay.log").open("wb")
     process = subprocess.Popen(
         [

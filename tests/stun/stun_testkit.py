@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime
 import ipaddress
 import os
 import signal
@@ -15,6 +14,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from turnkit_testing import (  # noqa: F401  (re-exported for the stun tests)
+    free_port_pair,
+    ipv6_loopback_available,
+    second_loopback_available,
+    self_signed_certificate,
+)
 
 from stun_server.wire import Message, MessageClass, Method, encode
 from stun_server.wire import attributes as attrs
@@ -55,51 +61,6 @@ def xor_mapped_v4(ip: str, port: int) -> bytes:
 # ---------------------------------------------------------------- ports and addresses
 
 
-def ipv6_loopback_available() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-def second_loopback_available() -> bool:
-    """127.0.0.2 is usable on Linux without configuration (all of 127/8 is local)."""
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.bind(("127.0.0.2", 0))
-    except OSError:
-        return False
-    return True
-
-
-def _port_is_free(ip: str, port: int, kind: int) -> bool:
-    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-    with socket.socket(family, kind) as sock:
-        try:
-            sock.bind((ip, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port_pair(ips: tuple[str, ...] = ("127.0.0.1",)) -> int:
-    """A port P with P and P+1 free for UDP and TCP on every IP of ``ips``."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        if port >= 65535:
-            continue
-        candidates = [(ip, p, k) for ip in ips for p in (port, port + 1) for k in (1, 2)]
-        if all(_port_is_free(ip, p, kind) for ip, p, kind in candidates):
-            return port
-    raise RuntimeError("no free port pair found")
-
-
 # ---------------------------------------------------------------- UDP client
 
 
@@ -134,42 +95,6 @@ def wait_until_answering(server: tuple[str, int], *, within: float = 10.0) -> No
 
 
 # ---------------------------------------------------------------- TLS
-
-
-def self_signed_certificate(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
-    """A throwaway certificate for ``host`` (IP SAN) and its key, as PEM files."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 # ---------------------------------------------------------------- a server process

@@ -6,7 +6,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-from stun_testkit import ipv6_loopback_available
+from turnkit_testing import ipv6_loopback_available
 
 from stun_server import mmsg
 

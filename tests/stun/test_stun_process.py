@@ -12,13 +12,8 @@ from pathlib import Path
 import pytest
 from binding_load import run_load
 from click.testing import CliRunner
-from stun_testkit import (
-    STUN_SERVER,
-    binding_request,
-    free_port_pair,
-    stun_server_process,
-    udp_exchange,
-)
+from stun_testkit import STUN_SERVER, binding_request, stun_server_process, udp_exchange
+from turnkit_testing import free_port_pair
 
 from stun_server.cli import main
 

@@ -13,15 +13,12 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from stun_testkit import (
-    binding_request,
+from stun_testkit import binding_request, raw_message, tlv, udp_exchange
+from turnkit_testing import (
     free_port_pair,
     ipv6_loopback_available,
-    raw_message,
     second_loopback_available,
     self_signed_certificate,
-    tlv,
-    udp_exchange,
 )
 
 from stun_server import mmsg

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import socket
 import ssl
 import time
@@ -16,6 +15,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
+
+import turnkit_testing
 
 from stun_server.wire import (
     Message,
@@ -42,25 +43,14 @@ from turn_relay.config import (
 from turn_relay.credentials import issue
 from turn_relay.server import RelayServer
 
+# shared with every tier; kept under these names for the relay tests
+free_port = turnkit_testing.free_port
+write_self_signed = turnkit_testing.self_signed_certificate
+
 REALM = "relay.test"
 SECRET = "harness-secret"
 RELAY_PORTS = (24000, 24199)  # below Linux's ephemeral range, so client sockets never collide
 TIMEOUT = 3.0
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 (a small race is acceptable in tests)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
 
 
 def relay_config(
@@ -91,44 +81,6 @@ async def running(config: TurnConfig, **kwargs: Any) -> AsyncIterator[RelayServe
         yield server
     finally:
         await server.stop()
-
-
-def write_self_signed(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
-    """A throwaway certificate and key for TLS listeners (IP SAN ``host``)."""
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 def insecure_client_context() -> ssl.SSLContext:

@@ -3,30 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from dataclasses import replace
 from typing import Any, cast
 
 import pytest
 from relay_harness import WireClient, relay_config, running
+from turnkit_testing import ipv6_loopback_available
 
 from stun_server.wire import attributes as attrs
 from turn_relay.allocation import FAMILY_IPV6, Transport
 from turn_relay.config import ListenConfig, QuotaConfig, RelayConfig
 
-
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
 pytestmark = [
     pytest.mark.asyncio,
-    pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback"),
+    pytest.mark.skipif(not ipv6_loopback_available(), reason="no IPv6 loopback"),
 ]
 
 
