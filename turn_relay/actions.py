@@ -65,4 +65,34 @@ class RouteDown(NamedTuple):
     peer: Address
 
 
-Action = ToClient | ToPeer | OpenRelay | CloseRelay | CloseClient | RouteUp | RouteDown
+class PermitUp(NamedTuple):
+    """``five_tuple`` has a permission for peers at ``ip`` on ``relay`` (RFC 8656 section 9).
+
+    A shell may then relay Send indications to such peers and their datagrams back as Data
+    indications itself (their framing is in `turn_relay.fastpath`) instead of calling the core
+    per packet; ``PermitDown`` undoes it (expiry, or the allocation went away). Send
+    indications carrying DONT-FRAGMENT or anything unusual still belong to the core.
+    """
+
+    five_tuple: FiveTuple
+    relay: Address
+    ip: str
+
+
+class PermitDown(NamedTuple):
+    five_tuple: FiveTuple
+    relay: Address
+    ip: str
+
+
+Action = (
+    ToClient
+    | ToPeer
+    | OpenRelay
+    | CloseRelay
+    | CloseClient
+    | RouteUp
+    | RouteDown
+    | PermitUp
+    | PermitDown
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from ipaddress import ip_address, ip_network
 
@@ -31,11 +32,18 @@ def build_core(
     nonce_key: bytes | None = None,
     legacy_channels: bool = False,
     dont_fragment: bool = False,
+    ports: tuple[int, int] | None = None,
 ) -> RelayCore:
-    """The sans-I/O core for ``config``; ``now`` is ``time.monotonic()``."""
+    """The sans-I/O core for ``config``; ``now`` is ``time.monotonic()``.
+
+    ``ports``: the part of the relay port range this process allocates from (a worker's share);
+    the peer policy still knows the whole range as the relay's own ports.
+    """
     settings = settings_from_config(
         config, dont_fragment=dont_fragment, legacy_channels=legacy_channels
     )
+    if ports is not None:
+        settings = dataclasses.replace(settings, port_min=ports[0], port_max=ports[1])
     limit = config.auth.unauthorized_limit
     authenticator = Authenticator(
         long_term_auth(config, secrets),

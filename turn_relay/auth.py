@@ -11,6 +11,7 @@ Clocks: ``LongTermAuth.lookup`` takes wall-clock Unix seconds (REST expiries are
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -109,6 +110,7 @@ class LongTermAuth:
         return parsed
 
 
+@functools.lru_cache(maxsize=4096)
 def source_key(source: str) -> str:
     """The rate-limit key of a source address: IPv4 as is, IPv6 by its /64 (one subscriber).
 

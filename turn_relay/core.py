@@ -26,7 +26,14 @@ import logging
 import random
 from collections.abc import Callable
 
-from stun_server.wire import Message, MessageClass, Method, StunDecodeError, parse
+from stun_server.wire import (
+    Message,
+    MessageClass,
+    Method,
+    StunDecodeError,
+    for_transaction,
+    parse,
+)
 from stun_server.wire import attributes as attrs
 
 from .actions import (
@@ -34,6 +41,8 @@ from .actions import (
     CloseClient,
     CloseRelay,
     OpenRelay,
+    PermitDown,
+    PermitUp,
     RouteDown,
     RouteUp,
     ToClient,
@@ -58,6 +67,7 @@ from .table import (
     AllocationAdded,
     AllocationRemoved,
     Change,
+    PermissionChange,
     RelayRemoved,
     RelayReserved,
     RouteChange,
@@ -69,6 +79,7 @@ logger = logging.getLogger(__name__)
 _SEND_INDICATION = b"\x00\x16"
 _MAX_BIND_RETRIES = 8
 _DONT_FRAGMENT = attrs.DontFragment.TYPE
+_REJECTION_CACHE = 256
 
 Handler = Callable[
     [Message, FiveTuple, Authenticated, Allocation | None, float], tuple[Message, list[Change]]
@@ -100,6 +111,8 @@ class RelayCore:
         self._data_indications = DataIndicationEncoder()
         self._max_channel_byte = settings.max_channel >> 8
         self._last_allocate: tuple[bytes, FiveTuple] | None = None
+        # encoded 401/438 answers by (method, code, id(attributes)), without FINGERPRINT
+        self._rejections: dict[tuple[int, int, int], tuple[object, bytes]] = {}
         self._bind_retries = 0
         self._handlers: dict[int, Handler] = {
             Method.ALLOCATE: self._on_allocate,
@@ -300,6 +313,11 @@ class RelayCore:
     def _answer(
         self, request: Message, five_tuple: FiveTuple, response: Message, signing: Signing
     ) -> list[Action]:
+        return [ToClient(five_tuple, self._encode_answer(request, five_tuple, response, signing))]
+
+    def _encode_answer(
+        self, request: Message, five_tuple: FiveTuple, response: Message, signing: Signing
+    ) -> bytes:
         if response.cls is MessageClass.ERROR:
             code = response.get(attrs.ErrorCode)
             self.stats.error_responses[code.code if code else 0] += 1
@@ -308,7 +326,7 @@ class RelayCore:
         if allocation is not None and signing.key is not None:
             allocation.last_transaction = request.transaction_id
             allocation.last_response = data
-        return [ToClient(five_tuple, data)]
+        return data
 
     def _rejected(
         self,
@@ -331,11 +349,24 @@ class RelayCore:
             if five_tuple.transport.is_stream:
                 actions.append(CloseClient(five_tuple))
             return actions
+        fingerprint = request.has(attrs.Fingerprint)
+        key = (request.method, rejected.code, id(rejected.attributes))
+        cached = self._rejections.get(key)
+        if cached is not None and cached[0] is rejected.attributes:
+            # the same challenge as a moment ago (the authenticator reuses the tuple while
+            # the nonce is the same): only the transaction ID differs
+            self.stats.error_responses[rejected.code] += 1
+            data = for_transaction(cached[1], request.transaction_id, fingerprint=fingerprint)
+            return [*actions, ToClient(five_tuple, data)]
         response = error(request, rejected.code, *rejected.attributes)
-        signing = Signing(
-            fingerprint=request.has(attrs.Fingerprint), software=self.settings.software
-        )
-        return actions + self._answer(request, five_tuple, response, signing)
+        signing = Signing(software=self.settings.software)
+        data = self._encode_answer(request, five_tuple, response, signing)
+        if len(self._rejections) >= _REJECTION_CACHE:
+            self._rejections.clear()
+        self._rejections[key] = (rejected.attributes, data)
+        if fingerprint:
+            data = for_transaction(data, request.transaction_id, fingerprint=True)
+        return [*actions, ToClient(five_tuple, data)]
 
     def _check_unknown(self, request: Message) -> None:
         """420 for comprehension-required attributes we do not understand (after auth)."""
@@ -417,12 +448,15 @@ class RelayCore:
                 b = change.binding
                 route = RouteUp if change.up else RouteDown
                 actions.append(route(b.five_tuple, b.number, b.relay, b.peer))
+            elif isinstance(change, PermissionChange):
+                permit = PermitUp if change.up else PermitDown
+                actions.append(permit(change.allocation.five_tuple, change.relay, change.ip))
             elif isinstance(change, AllocationAdded):
                 self.stats.allocations_created += 1
-                actions.extend(OpenRelay(relay) for relay in change.allocation.relays.values())
+                actions += [OpenRelay(relay) for relay in change.allocation.relays.values()]
             elif isinstance(change, AllocationRemoved):
                 self.stats.allocations_removed[change.reason] += 1
-                actions.extend(CloseRelay(relay) for relay in change.allocation.relays.values())
+                actions += [CloseRelay(relay) for relay in change.allocation.relays.values()]
             elif isinstance(change, RelayRemoved):
                 actions.append(CloseRelay(change.relay))
             elif isinstance(change, RelayReserved):
@@ -439,8 +473,8 @@ def _owned(allocation: Allocation | None, auth: Authenticated) -> Allocation:
     return allocation
 
 
+_METHOD_NAMES = {int(method): method.name.lower() for method in Method}
+
+
 def _method_name(method: int) -> str:
-    try:
-        return Method(method).name.lower()
-    except ValueError:
-        return "unknown"
+    return _METHOD_NAMES.get(method, "unknown")

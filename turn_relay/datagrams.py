@@ -6,23 +6,40 @@ response leaves), sends never queue (UDP: a full buffer drops, as the network wo
 readable socket is drained in bounded batches.
 
 Fast path: a ChannelData datagram whose (client, channel) is routed goes straight to the peer
-with one dict lookup and one ``sendto``; a peer datagram on a routed (relay, peer) goes straight
-to the client. Everything else is handed to the shell, which asks the sans-I/O core.
+with one dict lookup; a peer datagram on a routed (relay, peer) goes straight to the client.
+Likewise a Send indication in the common shape whose (client, peer IP) is permitted, and a
+datagram from a permitted peer IP without a channel (as a Data indication). Everything else
+is handed to the shell, which asks the sans-I/O core. Reads stay ``recvfrom``: recvmmsg (the
+STUN server's `stun_server.mmsg`) measured no cheaper per datagram here.
+
+Sending: consecutive datagrams of one batch that go to the same destination from the same
+socket are sent together (`send_many`): with UDP segmentation offload (Linux UDP_SEGMENT, the
+way QUIC servers batch), a run of equal-sized datagrams is one ``sendmsg`` whose segments the
+kernel (or the NIC) splits into separate datagrams. The receivers see ordinary datagrams; the
+relay pays the network stack once per run instead of once per datagram (per packet, the send
+cost measured 4.1 us alone and 0.8-1.0 us in runs of 8-32 on this machine's loopback). A run of
+one, or a platform without UDP_SEGMENT, uses plain ``sendto``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from .allocation import Address, FiveTuple, Transport, family_of
+from .fastpath import DataIndicationEncoder, SendIndicationReader
 from .metrics import DataPathStats
 
-BATCH = 64  # datagrams read per readiness callback before yielding to the loop
+BATCH = 256  # datagrams read per readiness callback before yielding to the loop
 MAX_DATAGRAM = 65536
+# Receive buffer of a relay socket, bytes asked for (the kernel doubles it and caps it at
+# net.core.rmem_max). The default (208 KiB) holds about 200 small datagrams: fewer than a
+# peer's answers to one stream client's read budget. Memory is used only while queued.
+RELAY_RECEIVE_BUFFER = 1 << 20
 
 # Linux values; Python 3.11's socket module does not export them.
 _IP_MTU_DISCOVER = 10
@@ -30,7 +47,81 @@ _IP_PMTUDISC_DONT = 0
 _IP_PMTUDISC_DO = 2
 CAN_SET_DONT_FRAGMENT = sys.platform.startswith("linux")
 
-Deliver = Callable[[bytes], None]
+_MAX_INDICATED_PEERS = 1024  # per relay socket: peer addresses with a cached sender
+
+# UDP segmentation offload (Linux 4.18+): SOL_UDP / UDP_SEGMENT, not in Python 3.11's socket.
+_SOL_UDP = 17
+_UDP_SEGMENT = 103
+_GSO_MAX_SEGMENTS = 64  # UDP_MAX_SEGMENTS of older kernels (newer ones allow 128)
+_GSO_MAX_BYTES = 60000  # one run stays well below the 64 KiB of a UDP datagram
+_GSO_UNSUPPORTED = (errno.ENOPROTOOPT, errno.EOPNOTSUPP, errno.ENOSYS)
+
+
+class _Gso:
+    enabled = sys.platform.startswith("linux")
+
+
+Deliver = Callable[[list[bytes]], None]  # a run of payloads from one peer, in order
+
+
+def send_many(
+    sock: socket.socket,
+    address: Address,
+    payloads: Sequence[bytes | memoryview],
+    header: bytes = b"",
+) -> int:
+    """Send ``payloads`` to ``address`` in order, each behind ``header`` + its 2-byte length
+    when ``header`` (a channel number) is given; returns how many could not be sent."""
+    failed = 0
+    count, index = len(payloads), 0
+    while index < count:
+        first = payloads[index]
+        size = len(first)
+        segment = size + 4 if header else size
+        end = index + 1
+        if _Gso.enabled and segment:
+            limit = min(count, index + min(_GSO_MAX_SEGMENTS, _GSO_MAX_BYTES // segment))
+            while end < limit and len(payloads[end]) == size:
+                end += 1
+        if end - index == 1:
+            try:
+                sock.sendto(header + size.to_bytes(2, "big") + first if header else first, address)
+            except OSError:
+                failed += 1
+        else:
+            run = payloads[index:end]
+            if header:
+                prefix = header + size.to_bytes(2, "big")
+                run = [part for payload in run for part in (prefix, payload)]
+            failed += _send_segments(sock, address, run, segment, header)
+        index = end
+    return failed
+
+
+def _send_segments(
+    sock: socket.socket,
+    address: Address,
+    parts: Sequence[bytes | memoryview],
+    segment: int,
+    header: bytes,
+) -> int:
+    try:
+        sock.sendmsg(
+            parts, [(_SOL_UDP, _UDP_SEGMENT, segment.to_bytes(2, sys.byteorder))], 0, address
+        )
+        return 0
+    except OSError as exc:
+        if exc.errno in _GSO_UNSUPPORTED:
+            _Gso.enabled = False
+    # not for this route (e.g. a segment above the path MTU, no checksum offload): one by one
+    failed = 0
+    step = 2 if header else 1
+    for index in range(0, len(parts), step):
+        try:
+            sock.sendto(b"".join(parts[index : index + step]), address)
+        except OSError:
+            failed += 1
+    return failed
 
 
 class Shell(Protocol):
@@ -43,14 +134,19 @@ class Shell(Protocol):
     def from_peer(self, data: bytes, relay: Address, peer: Address) -> None: ...
 
 
-def udp_socket(address: Address) -> socket.socket:
-    """A non-blocking UDP socket bound to ``address``; IPv6 sockets are IPv6-only."""
+def udp_socket(address: Address, *, reuse_port: bool = False) -> socket.socket:
+    """A non-blocking UDP socket bound to ``address``; IPv6 sockets are IPv6-only.
+
+    ``reuse_port``: share the address with the other worker processes (SO_REUSEPORT).
+    """
     family = socket.AF_INET6 if family_of(address[0]) == 2 else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         sock.setblocking(False)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
     except OSError:
         sock.close()
@@ -89,6 +185,10 @@ class UdpListener:
         self.address: Address = sock.getsockname()[:2]
         # (client, channel) -> (relay socket, peer): ChannelData routes from this listener
         self.routes: dict[tuple[Address, int], tuple[socket.socket, Address]] = {}
+        # (client, peer IP) -> relay socket: where Send indications may go without the core
+        self.permits: dict[tuple[Address, str], socket.socket] = {}
+        self.send_indications = SendIndicationReader()
+        self.data_indications = DataIndicationEncoder()
         self._v6 = sock.family == socket.AF_INET6
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -105,29 +205,68 @@ class UdpListener:
             self.shell.stats.dropped["client-send-failed"] += 1
 
     def _readable(self) -> None:
-        sock, routes, stats, local = self.sock, self.routes, self.shell.stats, self.address
-        for _ in range(BATCH):
-            try:
-                data, addr = sock.recvfrom(MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                continue  # e.g. an ICMP error queued on the socket
-            if self._v6:
-                addr = addr[:2]
-            if len(data) >= 4 and 0x40 <= data[0] <= 0x7F:  # routes hold only valid channels
-                route = routes.get((addr, (data[0] << 8) | data[1]))
-                if route is not None:
-                    end = 4 + ((data[2] << 8) | data[3])
-                    if end <= len(data):
-                        try:
-                            route[0].sendto(data[4:end], route[1])
-                        except OSError:
-                            stats.dropped["peer-send-failed"] += 1
-                        stats.packets_to_peer += 1
-                        stats.bytes_to_peer += end - 4
-                    continue
-            self.shell.from_client(data, FiveTuple(addr, local, Transport.UDP))
+        sock, routes, permits, local = self.sock, self.routes, self.permits, self.address
+        send_target = self.send_indications.target
+        # the run being collected: consecutive payloads from one relay socket to one peer
+        out: socket.socket | None = None
+        to: Address | None = None
+        run: list[bytes] = []
+        packets = octets = 0
+        try:
+            for _ in range(BATCH):
+                try:
+                    data, addr = sock.recvfrom(MAX_DATAGRAM)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:
+                    continue  # e.g. an ICMP error queued on the socket
+                if self._v6:
+                    addr = addr[:2]
+                first = data[0] if data else 0xFF
+                if 0x40 <= first <= 0x7F and len(data) >= 4:  # routes hold valid channels only
+                    route = routes.get((addr, (first << 8) | data[1]))
+                    if route is not None:
+                        end = 4 + ((data[2] << 8) | data[3])
+                        if end <= len(data):
+                            if route[0] is not out or route[1] != to:
+                                if run:
+                                    self._forward(out, to, run)
+                                out, to, run = route[0], route[1], []
+                            run.append(data[4:end])
+                            packets += 1
+                            octets += end - 4
+                        continue
+                elif first == 0 and permits and len(data) >= 36 and data[1] == 0x16:  # Send
+                    target = send_target(data)
+                    if target is not None:
+                        peer, start, end = target
+                        relay = permits.get((addr, peer[0]))
+                        if relay is not None:
+                            if relay is not out or peer != to:
+                                if run:
+                                    self._forward(out, to, run)
+                                out, to, run = relay, peer, []
+                            run.append(data[start:end])
+                            packets += 1
+                            octets += end - start
+                            continue
+                if run:  # keep the order: what the core does may change the routes
+                    self._forward(out, to, run)
+                    out, to, run = None, None, []
+                self.shell.from_client(data, FiveTuple(addr, local, Transport.UDP))
+        finally:
+            if run:
+                self._forward(out, to, run)
+            if packets:
+                stats = self.shell.stats
+                stats.packets_to_peer += packets
+                stats.bytes_to_peer += octets
+
+    def _forward(self, sock: socket.socket | None, peer: Address | None, run: list[bytes]) -> None:
+        assert sock is not None and peer is not None
+        failed = send_many(sock, peer, run)
+        if failed:
+            self.shell.stats.dropped["peer-send-failed"] += failed
 
 
 class RelaySocket:
@@ -138,11 +277,17 @@ class RelaySocket:
         self.sock = sock
         self.address = address
         self.routes: dict[Address, Deliver] = {}  # peer -> ChannelData to the client
+        self.after_batch: Callable[[], None] | None = None  # e.g. write a stream's queued frames
+        # Data indications without the core: permitted peer IPs, a sender per peer seen
+        self.permitted: set[str] = set()
+        self.indicated: dict[Address, Deliver] = {}
+        self._indications: Callable[[Address], Deliver] | None = None
         self._v6 = sock.family == socket.AF_INET6
 
     @classmethod
     def open(cls, shell: Shell, address: Address, loop: asyncio.AbstractEventLoop) -> RelaySocket:
         sock = udp_socket(address)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RELAY_RECEIVE_BUFFER)
         clear_dont_fragment(sock)
         relay = cls(shell, sock, address)
         loop.add_reader(sock.fileno(), relay._readable)
@@ -152,6 +297,18 @@ class RelaySocket:
         loop.remove_reader(self.sock.fileno())
         self.sock.close()
         self.routes.clear()
+        self.permitted.clear()
+        self.indicated.clear()
+
+    def permit(self, ip: str, indications: Callable[[Address], Deliver]) -> None:
+        """Datagrams from ``ip`` go to the client as Data indications made by a sender from
+        ``indications`` (unless a channel route for the peer takes them)."""
+        self.permitted.add(ip)
+        self._indications = indications
+
+    def revoke(self, ip: str) -> None:
+        self.permitted.discard(ip)
+        self.indicated = {peer: d for peer, d in self.indicated.items() if peer[0] != ip}
 
     def send(self, data: bytes, peer: Address, dont_fragment: bool = False) -> None:
         try:
@@ -164,17 +321,42 @@ class RelaySocket:
 
     def _readable(self) -> None:
         sock, routes = self.sock, self.routes
-        for _ in range(BATCH):
-            try:
-                data, addr = sock.recvfrom(MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                continue
-            if self._v6:
-                addr = addr[:2]
-            deliver = routes.get(addr)
-            if deliver is not None:
-                deliver(data)
-            else:
+        current: Deliver | None = None  # the run being collected: consecutive, one peer
+        run: list[bytes] = []
+        try:
+            for _ in range(BATCH):
+                try:
+                    data, addr = sock.recvfrom(MAX_DATAGRAM)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:
+                    continue
+                if self._v6:
+                    addr = addr[:2]
+                deliver = routes.get(addr) or self.indicated.get(addr)
+                if deliver is None and addr[0] in self.permitted:
+                    deliver = self._indicate(addr)
+                if deliver is not None:
+                    if deliver is not current:
+                        if current is not None:
+                            current(run)
+                        current, run = deliver, []
+                    run.append(data)
+                    continue
+                if current is not None:
+                    current(run)
+                    current, run = None, []
                 self.shell.from_peer(data, self.address, addr)
+        finally:
+            if current is not None:
+                current(run)
+            if self.after_batch is not None:
+                self.after_batch()
+
+    def _indicate(self, peer: Address) -> Deliver | None:
+        if self._indications is None:
+            return None
+        deliver = self._indications(peer)
+        if len(self.indicated) < _MAX_INDICATED_PEERS:
+            self.indicated[peer] = deliver
+        return deliver

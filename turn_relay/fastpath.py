@@ -98,6 +98,65 @@ def parse_send_indication(data: bytes) -> SendIndication | None:
     return SendIndication(peer, payload, dont_fragment)
 
 
+class SendIndicationReader:
+    """The common shape of a Send indication, read without building anything per packet.
+
+    `target` accepts XOR-PEER-ADDRESS and DATA (in either order: coturn's uclient sends DATA
+    first) and optionally FINGERPRINT, last, which it checks: what clients send. Anything else
+    (DONT-FRAGMENT, other attributes, repeats) returns None and is left to
+    `parse_send_indication` via the core, which applies every rule. The XOR-PEER-ADDRESS bytes
+    of recent IPv4 peers are cached.
+    """
+
+    def __init__(self, cache_size: int = 4096) -> None:
+        self._peers: dict[bytes, Address] = {}
+        self._cache_size = cache_size
+
+    def target(self, data: bytes) -> tuple[Address, int, int] | None:
+        """(peer, payload start, payload end), or None when not in the common shape."""
+        size = len(data)
+        if size < 36 or data[4:8] != _COOKIE or ((data[2] << 8) | data[3]) + 20 != size:
+            return None
+        peer: Address | None = None
+        start = end = -1
+        offset = 20
+        while offset + 4 <= size:
+            kind = (data[offset] << 8) | data[offset + 1]
+            length = (data[offset + 2] << 8) | data[offset + 3]
+            value = offset + 4
+            after = value + length + (-length) % 4
+            if after > size:
+                return None
+            if kind == _DATA and start < 0:
+                start, end = value, value + length
+            elif kind == _XOR_PEER_ADDRESS and peer is None:
+                peer = self._peer(data, value, length)
+                if peer is None:
+                    return None
+            elif kind == _FINGERPRINT and after == size:
+                if not _fingerprint_ok(data, offset, value, length):
+                    return None
+            else:
+                return None
+            offset = after
+        if peer is None or start < 0 or offset != size:
+            return None
+        return peer, start, end
+
+    def _peer(self, data: bytes, value: int, length: int) -> Address | None:
+        if length == 8 and data[value + 1] == 0x01:  # IPv4: cache by port and address
+            key = data[value + 2 : value + 8]
+            peer = self._peers.get(key)
+            if peer is None:
+                peer = _xor_address(data[value : value + 8], b"")
+                if peer is not None:
+                    if len(self._peers) >= self._cache_size:
+                        self._peers.clear()
+                    self._peers[key] = peer
+            return peer
+        return _xor_address(data[value : value + length], data[8:20])
+
+
 def _fingerprint_ok(data: bytes, offset: int, start: int, length: int) -> bool:
     if length != 4 or start + 4 != len(data):
         return False

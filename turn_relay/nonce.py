@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import secrets
 import struct
 from dataclasses import dataclass, field
 from enum import IntFlag
+from typing import TypeVar
 
 from stun_server.wire.errors import StunError
 
@@ -37,6 +39,8 @@ _MAC_BYTES = 16
 _BODY_BYTES = 8 + _MAC_BYTES
 _BODY_CHARS = 32  # base64url of 24 bytes, no padding needed
 _MIN_KEY_BYTES = 16
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 _CLOCK_SKEW_ALLOWANCE = 1.0  # issued_at is floored to whole seconds
 
 
@@ -89,6 +93,7 @@ def cookie(features: SecurityFeature) -> str:
     return NONCE_COOKIE + base64.b64encode(int(features).to_bytes(3, "big")).decode("ascii")
 
 
+@functools.lru_cache(maxsize=4096)
 def security_features(nonce: str) -> SecurityFeature | None:
     """The feature bits a nonce advertises, or None when it carries no (well-formed) cookie."""
     if not nonce.startswith(NONCE_COOKIE):
@@ -114,6 +119,15 @@ class NonceIssuer:
     key: bytes = field(repr=False)
     lifetime: float = DEFAULT_LIFETIME
     features: SecurityFeature | None = SecurityFeature.PASSWORD_ALGORITHMS
+    # Both functions are deterministic, so their recent results are kept (bounded): within a
+    # second every challenge to one client IP carries the same nonce, and a client signs all
+    # its requests with one nonce. An HMAC and base64 each way, per request, otherwise.
+    _made: dict[tuple[int, str], str] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _verified: dict[tuple[str, str], tuple[str, int]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if len(self.key) < _MIN_KEY_BYTES:
@@ -125,10 +139,15 @@ class NonceIssuer:
         """A fresh nonce issued at ``now`` for ``client`` (its IP, or "" to bind to no one)."""
         if now < 0:
             raise ValueError("now must be a non-negative monotonic time")
-        prefix = "" if self.features is None else cookie(self.features)
         issued_at = int(now)
+        made = self._made.get((issued_at, client))
+        if made is not None:
+            return made
+        prefix = "" if self.features is None else cookie(self.features)
         body = struct.pack(">Q", issued_at) + self._mac(prefix, issued_at, client)
-        return prefix + base64.urlsafe_b64encode(body).decode("ascii")
+        made = prefix + base64.urlsafe_b64encode(body).decode("ascii")
+        _remember(self._made, (issued_at, client), made)
+        return made
 
     def check(self, nonce: str, now: float, client: str = "") -> CheckedNonce:
         """Accept a nonce we made for ``client`` less than ``lifetime`` seconds before ``now``.
@@ -136,9 +155,14 @@ class NonceIssuer:
         Raises InvalidNonceError (not ours) or StaleNonceError (ours, too old); both are 438
         on the wire.
         """
-        prefix, issued_at, mac = self._split(nonce)
-        if not hmac.compare_digest(mac, self._mac(prefix, issued_at, client)):
-            raise InvalidNonceError("MAC mismatch (another key, another client or tampered)")
+        verified = self._verified.get((nonce, client))
+        if verified is not None:
+            prefix, issued_at = verified
+        else:
+            prefix, issued_at, mac = self._split(nonce)
+            if not hmac.compare_digest(mac, self._mac(prefix, issued_at, client)):
+                raise InvalidNonceError("MAC mismatch (another key, another client or tampered)")
+            _remember(self._verified, (nonce, client), (prefix, issued_at))
         if issued_at > now + _CLOCK_SKEW_ALLOWANCE:
             raise InvalidNonceError(f"issued in the future ({issued_at} > {now})")
         if now - issued_at >= self.lifetime:
@@ -164,3 +188,12 @@ class NonceIssuer:
             (prefix.encode("utf-8"), str(issued_at).encode("ascii"), client.encode("utf-8"))
         )
         return hmac.new(self.key, message, hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+_CACHE_SIZE = 4096
+
+
+def _remember(cache: dict[_K, _V], key: _K, value: _V) -> None:
+    if len(cache) >= _CACHE_SIZE:
+        cache.clear()
+    cache[key] = value

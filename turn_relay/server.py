@@ -17,6 +17,7 @@ import signal
 import socket
 import ssl
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -26,6 +27,8 @@ from .actions import (
     CloseClient,
     CloseRelay,
     OpenRelay,
+    PermitDown,
+    PermitUp,
     RouteDown,
     RouteUp,
     ToClient,
@@ -35,7 +38,14 @@ from .allocation import Address, FiveTuple, Transport
 from .api import ApiSettings, create_app
 from .assembly import build_core, long_term_auth, wall_offset
 from .config import ConfigError, Secrets, TurnConfig
-from .datagrams import CAN_SET_DONT_FRAGMENT, Deliver, RelaySocket, UdpListener, udp_socket
+from .datagrams import (
+    CAN_SET_DONT_FRAGMENT,
+    Deliver,
+    RelaySocket,
+    UdpListener,
+    send_many,
+    udp_socket,
+)
 from .metrics import DataPathStats, prometheus_text, snapshot
 from .streams import StreamConnection
 
@@ -57,6 +67,27 @@ def check_relay_addresses(config: TurnConfig) -> None:
             raise OSError(exc.errno, f"relay address {address} cannot be bound: {exc}") from None
 
 
+async def start_api(
+    config: TurnConfig, secrets: Callable[[], Secrets], metrics: Callable[[], str]
+) -> web.AppRunner | None:
+    """The HTTP API of ``config`` (None when it is off), serving ``metrics()`` at /metrics."""
+    api = config.api
+    if not api.enabled:
+        return None
+    settings = ApiSettings.from_config(config)
+    runner = web.AppRunner(create_app(settings, secrets, metrics), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, api.listen, api.port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    host = f"[{api.listen}]" if ":" in api.listen else api.listen
+    urls = " ".join(settings.urls)
+    logger.info("HTTP API on http://%s:%d; GET /credentials hands out %s", host, api.port, urls)
+    return runner
+
+
 def _tls_context(config: TurnConfig) -> ssl.SSLContext:
     listen = config.listen
     assert listen.tls_cert_file is not None and listen.tls_key_file is not None
@@ -65,13 +96,15 @@ def _tls_context(config: TurnConfig) -> ssl.SSLContext:
     return context
 
 
-def _stream_socket(address: Address) -> socket.socket:
+def stream_socket(address: Address, *, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         sock.setblocking(False)
     except OSError:
@@ -88,7 +121,14 @@ class RelayServer:
         *,
         nonce_key: bytes | None = None,
         legacy_channels: bool = False,
+        ports: tuple[int, int] | None = None,
+        reuse_port: bool = False,
+        api: bool = True,
+        announce: bool = True,
     ) -> None:
+        """``ports``, ``reuse_port``, ``api`` and ``announce`` are for worker processes
+        (`turn_relay.workers`): a share of the relay port range, listeners shared with the other
+        workers, the HTTP API left to the parent, and one "listening" line for all of them."""
         self.config = config
         self.secrets = secrets
         self.core = build_core(
@@ -97,7 +137,11 @@ class RelayServer:
             nonce_key=nonce_key,
             legacy_channels=legacy_channels,
             dont_fragment=CAN_SET_DONT_FRAGMENT,
+            ports=ports,
         )
+        self._reuse_port = reuse_port
+        self._serve_api = api
+        self._announce = announce
         # A bandwidth cap needs every packet counted, so the core sees them all (no fast path).
         self._fast_path = not self.core.settings.max_bandwidth
         self.stats = DataPathStats()
@@ -123,7 +167,11 @@ class RelayServer:
         except BaseException:
             await self.stop()
             raise
-        logger.info("relay listening on %s", ", ".join(self.describe_listeners()))
+        logger.log(
+            logging.INFO if self._announce else logging.DEBUG,
+            "relay listening on %s",
+            ", ".join(self.describe_listeners()),
+        )
 
     async def stop(self) -> None:
         loop = self._loop
@@ -170,7 +218,11 @@ class RelayServer:
         finally:
             for signum in handled:
                 loop.remove_signal_handler(signum)
-            logger.info("relay stopping: %d allocation(s) dropped", len(self.core.table))
+            logger.log(
+                logging.INFO if self._announce else logging.DEBUG,
+                "relay stopping: %d allocation(s) dropped",
+                len(self.core.table),
+            )
             await self.stop()
 
     def reload(self) -> None:
@@ -182,7 +234,8 @@ class RelayServer:
             return
         self.secrets = secrets
         self.core.authenticator.auth = long_term_auth(self.config, secrets)
-        logger.info(
+        logger.log(
+            logging.INFO if self._announce else logging.DEBUG,
             "reloaded secrets: %d REST secret(s), %d static user(s)",
             len(secrets.rest_secrets),
             len(secrets.static_users),
@@ -194,7 +247,7 @@ class RelayServer:
         for listener in listen.listeners():
             address = (listener.address, listener.port)
             if listener.transport == "udp":
-                sock = udp_socket(address)
+                sock = udp_socket(address, reuse_port=self._reuse_port)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _LISTENER_BUFFER)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _LISTENER_BUFFER)
                 udp = UdpListener(self, sock)
@@ -206,7 +259,7 @@ class RelayServer:
     async def _start_stream(self, kind: Transport, address: Address) -> None:
         assert self._loop is not None
         context = _tls_context(self.config) if kind is Transport.TLS else None
-        sock = _stream_socket(address)
+        sock = stream_socket(address, reuse_port=self._reuse_port)
         try:
             server = await self._loop.create_server(
                 lambda: StreamConnection(self, kind),
@@ -221,17 +274,8 @@ class RelayServer:
         self.stream_servers.append((kind, server))
 
     async def _start_api(self) -> None:
-        api = self.config.api
-        if not api.enabled:
-            return
-        settings = ApiSettings.from_config(self.config)
-        app = create_app(settings, lambda: self.secrets, self.metrics)
-        self._api = web.AppRunner(app, access_log=None)
-        await self._api.setup()
-        await web.TCPSite(self._api, api.listen, api.port).start()
-        host = f"[{api.listen}]" if ":" in api.listen else api.listen
-        urls = " ".join(settings.urls)
-        logger.info("HTTP API on http://%s:%d; GET /credentials hands out %s", host, api.port, urls)
+        if self._serve_api:
+            self._api = await start_api(self.config, lambda: self.secrets, self.metrics)
 
     def describe_listeners(self) -> list[str]:
         described = [f"udp {a[0]}:{a[1]}" for a in self.udp_listeners]
@@ -255,14 +299,17 @@ class RelayServer:
     # ================================================================ metrics
 
     def metrics(self) -> str:
-        flat = snapshot(
+        return prometheus_text(self.metrics_snapshot())
+
+    def metrics_snapshot(self) -> dict[str, float]:
+        """The flat metrics of this process (a worker's share, summed by the parent)."""
+        return snapshot(
             self.core.stats,
             self.stats,
             allocations=len(self.core.table),
             relays=len(self.relays),
             connections=len(self.connections),
         )
-        return prometheus_text(flat)
 
     # ================================================================ slow path into the core
 
@@ -325,8 +372,12 @@ class RelayServer:
                     connection.close()
             elif isinstance(action, RouteUp):
                 self._route_up(action)
-            else:
+            elif isinstance(action, RouteDown):
                 self._route_down(action)
+            elif isinstance(action, PermitUp):
+                self._permit_up(action)
+            else:
+                self._permit_down(action)
         self._arm_timer()
 
     def _to_client(self, action: ToClient) -> None:
@@ -377,6 +428,29 @@ class RelayServer:
         if connection is not None:
             connection.routes[route.channel] = (relay.sock, route.peer)
             relay.routes[route.peer] = connection.deliver_to(header)
+            relay.after_batch = connection.flush
+
+    def _permit_up(self, permit: PermitUp) -> None:
+        """UDP clients: Send indications to ``permit.ip`` and Data indications from it are
+        relayed by the sockets (`UdpListener.permits`, `RelaySocket.permitted`)."""
+        five_tuple = permit.five_tuple
+        if not self._fast_path or five_tuple.transport is not Transport.UDP:
+            return
+        relay = self.relays.get(permit.relay)
+        listener = self.udp_listeners.get(five_tuple.server)
+        if relay is None or listener is None:
+            return
+        listener.permits[(five_tuple.client, permit.ip)] = relay.sock
+        relay.permit(permit.ip, _udp_indications(listener, five_tuple.client, self.stats))
+
+    def _permit_down(self, permit: PermitDown) -> None:
+        five_tuple = permit.five_tuple
+        relay = self.relays.get(permit.relay)
+        if relay is not None:
+            relay.revoke(permit.ip)
+        listener = self.udp_listeners.get(five_tuple.server)
+        if listener is not None and five_tuple.transport is Transport.UDP:
+            listener.permits.pop((five_tuple.client, permit.ip), None)
 
     def _route_down(self, route: RouteDown) -> None:
         relay = self.relays.get(route.relay)
@@ -416,15 +490,35 @@ class RelayServer:
 def _udp_deliver(
     listener: UdpListener, client: Address, header: bytes, stats: DataPathStats
 ) -> Deliver:
-    send = listener.sock.sendto
+    sock = listener.sock
 
-    def deliver(payload: bytes) -> None:
-        try:
-            send(header + len(payload).to_bytes(2, "big") + payload, client)
-        except OSError:
-            stats.dropped["client-send-failed"] += 1
-            return
-        stats.packets_to_client += 1
-        stats.bytes_to_client += len(payload)
+    def deliver(payloads: list[bytes]) -> None:
+        failed = send_many(sock, client, payloads, header)
+        if failed:
+            stats.dropped["client-send-failed"] += failed
+        stats.packets_to_client += len(payloads) - failed
+        stats.bytes_to_client += sum(map(len, payloads))
 
     return deliver
+
+
+def _udp_indications(
+    listener: UdpListener, client: Address, stats: DataPathStats
+) -> Callable[[Address], Deliver]:
+    """For a permitted peer: a fast-path sender of its datagrams as Data indications."""
+    sock, encode = listener.sock, listener.data_indications.encode
+
+    def for_peer(peer: Address) -> Deliver:
+        def deliver(payloads: list[bytes]) -> None:
+            frames = [frame for p in payloads if (frame := encode(peer, p)) is not None]
+            if len(frames) < len(payloads):
+                stats.dropped["too-big"] += len(payloads) - len(frames)
+            failed = send_many(sock, client, frames)
+            if failed:
+                stats.dropped["client-send-failed"] += failed
+            stats.packets_to_client += len(frames) - failed
+            stats.bytes_to_client += sum(map(len, payloads))
+
+        return deliver
+
+    return for_peer

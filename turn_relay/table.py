@@ -14,6 +14,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -62,6 +63,16 @@ class RouteChange:
 
 
 @dataclass(frozen=True, slots=True)
+class PermissionChange:
+    """A permission for ``ip`` was installed (``up``) or went away, on ``relay``."""
+
+    allocation: Allocation
+    ip: str
+    relay: Address
+    up: bool
+
+
+@dataclass(frozen=True, slots=True)
 class AllocationAdded:
     allocation: Allocation
 
@@ -87,7 +98,14 @@ class RelayReserved:
     relay: Address
 
 
-Change = RouteChange | AllocationAdded | AllocationRemoved | RelayRemoved | RelayReserved
+Change = (
+    RouteChange
+    | PermissionChange
+    | AllocationAdded
+    | AllocationRemoved
+    | RelayRemoved
+    | RelayReserved
+)
 
 
 class Table:
@@ -131,6 +149,7 @@ class Table:
         changes: list[Change] = [
             RouteChange(b, up=False) for b in allocation.channels.values() if self._unroute(b)
         ]
+        changes.extend(_permission_changes(allocation, allocation.permissions))
         del self.by_five_tuple[allocation.five_tuple]
         for family, relay in allocation.relays.items():
             self.by_relay.pop(relay, None)
@@ -151,8 +170,10 @@ class Table:
         changes: list[Change] = []
         for binding in [b for b in allocation.channels.values() if b.relay == relay]:
             changes.extend(self.unbind_channel(allocation, binding))
-        for ip in [ip for ip in allocation.permissions if allocation.relay_for(ip) is None]:
+        orphans = [ip for ip in allocation.permissions if allocation.relay_for(ip) is None]
+        for ip in orphans:
             del allocation.permissions[ip]
+        changes.extend(PermissionChange(allocation, ip, relay, up=False) for ip in orphans)
         changes.append(RelayRemoved(relay))
         return changes
 
@@ -173,21 +194,25 @@ class Table:
         permission = Permission(ip, expires_at)
         allocation.permissions[ip] = permission
         self._push(expires_at, _PermissionTimer(allocation, permission))
-        return [
+        changes: list[Change] = list(_permission_changes(allocation, [ip], up=True))
+        changes.extend(
             RouteChange(b, up=True)
             for b in allocation.channels.values()
             if b.peer[0] == ip and self._route(b)
-        ]
+        )
+        return changes
 
     def revoke(self, allocation: Allocation, permission: Permission) -> list[Change]:
         if allocation.permissions.get(permission.ip) is not permission:
             return []
         del allocation.permissions[permission.ip]
-        return [
+        changes: list[Change] = [
             RouteChange(b, up=False)
             for b in allocation.channels.values()
             if b.peer[0] == permission.ip and self._unroute(b)
         ]
+        changes.extend(_permission_changes(allocation, [permission.ip]))
+        return changes
 
     # ------------------------------------------------------------ channels
 
@@ -288,3 +313,13 @@ class Table:
 
     def _push(self, when: float, timer: _Timer) -> None:
         heapq.heappush(self._heap, (when, next(self._seq), timer))
+
+
+def _permission_changes(
+    allocation: Allocation, ips: Iterable[str], *, up: bool = False
+) -> Iterator[PermissionChange]:
+    """Changes for ``ips`` (``up`` or down), each on the allocation's relay of its family."""
+    for ip in ips:
+        relay = allocation.relay_for(ip)
+        if relay is not None:
+            yield PermissionChange(allocation, ip, relay, up)

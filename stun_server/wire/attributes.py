@@ -7,6 +7,7 @@ comprehension-required (RFC 8489 section 14).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 from dataclasses import dataclass
@@ -64,6 +65,12 @@ def _expect_length(name: str, value: bytes, length: int) -> None:
 
 
 def _pack_address(ip: str, port: int) -> tuple[int, bytes]:
+    return _packed_ip(ip)
+
+
+@functools.lru_cache(maxsize=4096)
+def _packed_ip(ip: str) -> tuple[int, bytes]:
+    """(family, packed address) of ``ip``; cached: servers encode the same few often."""
     addr = ipaddress.ip_address(ip)
     family = FAMILY_IPV4 if addr.version == 4 else FAMILY_IPV6
     return family, addr.packed
@@ -85,6 +92,7 @@ def _unpack_address(name: str, value: bytes) -> tuple[int, int, bytes]:
     return family, port, raw
 
 
+@functools.lru_cache(maxsize=4096)
 def _canonical_ip(ip: str) -> str:
     """``2001:DB8::1`` and ``2001:db8::1`` compare equal once canonical; bad text stays as is."""
     try:
@@ -124,7 +132,9 @@ class _AddressAttribute(_Base):
 
 
 def _xor_bytes(raw: bytes, mask: bytes) -> bytes:
-    return bytes(a ^ b for a, b in zip(raw, mask, strict=False))
+    size = min(len(raw), len(mask))
+    xored = int.from_bytes(raw[:size], "big") ^ int.from_bytes(mask[:size], "big")
+    return xored.to_bytes(size, "big")
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,6 +92,8 @@ def opaque_string(text: str) -> str:
 
     CONTEXTO rules (RFC 5892 A.3-A.9, e.g. U+00B7 between two "l") are not checked.
     """
+    if text.isascii() and text.isprintable() and text:
+        return text  # U+0020-U+007E are all FreeformClass and NFC-stable (the common case)
     mapped = "".join(" " if _is_space(c) and c != " " else c for c in text)
     normalised = unicodedata.normalize("NFC", mapped)
     if not normalised:

@@ -221,12 +221,22 @@ def encode_attribute(attr_type: int, value: bytes) -> bytes:
     return _ATTR_HEADER.pack(attr_type, len(value)) + value + b"\x00" * ((-len(value)) % 4)
 
 
+_RECOMPUTED = (MessageIntegrity, MessageIntegritySha256, Fingerprint)  # never copied
+_PADDING = (b"", b"\x00\x00\x00", b"\x00\x00", b"\x00")  # by length % 4
+
+
 def _encode_attributes(attributes: Iterable[AnyAttribute], transaction_id: bytes) -> bytes:
-    return b"".join(
-        encode_attribute(a.type, a.encode_value(transaction_id))
-        for a in attributes
-        if not isinstance(a, MessageIntegrity | MessageIntegritySha256 | Fingerprint)
-    )
+    parts: list[bytes] = []
+    pack = _ATTR_HEADER.pack
+    for a in attributes:
+        if isinstance(a, _RECOMPUTED):
+            continue
+        value = a.encode_value(transaction_id)
+        size = len(value)
+        if size > 0xFFFF:
+            raise ValueError(f"attribute 0x{a.type:04x} value of {size} bytes is too long")
+        parts += (pack(a.type, size), value, _PADDING[size & 3])
+    return b"".join(parts)
 
 
 def _header(message: Message, body_length: int) -> bytes:
@@ -277,6 +287,24 @@ def encode(
         crc = _integrity.fingerprint(head + body)
         body += encode_attribute(Fingerprint.TYPE, crc.to_bytes(4, "big"))
     return _header(message, len(body)) + body
+
+
+def for_transaction(template: bytes, transaction_id: bytes, *, fingerprint: bool = False) -> bytes:
+    """``template`` re-addressed to another transaction, with FINGERPRINT if asked.
+
+    ``template`` is what `encode` made without a key and without FINGERPRINT, for a message
+    none of whose attributes depends on the transaction ID (no XOR-*-ADDRESS): a server's
+    401 challenge, say, which is then encoded once and sent many times.
+    """
+    if len(transaction_id) != 12:
+        raise ValueError("transaction ID must be 12 bytes")
+    body = template[HEADER_LENGTH:]
+    length = len(body) + (8 if fingerprint else 0)
+    head = template[:2] + length.to_bytes(2, "big") + template[4:8] + transaction_id
+    if not fingerprint:
+        return head + body
+    crc = _integrity.fingerprint(head + body)
+    return head + body + encode_attribute(Fingerprint.TYPE, crc.to_bytes(4, "big"))
 
 
 def _integrity_attribute(message: Message, body: bytes, key: bytes, *, sha256: bool) -> bytes:

@@ -13,6 +13,7 @@ from turn_relay.allocation import FAMILY_IPV6
 from turn_relay.fastpath import (
     MAX_DATA_INDICATION_PAYLOAD,
     DataIndicationEncoder,
+    SendIndicationReader,
     parse_send_indication,
 )
 
@@ -34,6 +35,66 @@ def test_send_indication_parser_agrees_with_the_codec(
     parsed = parse_send_indication(encode(message, fingerprint=fingerprint))
     assert parsed is not None
     assert (parsed.peer, parsed.payload, parsed.dont_fragment) == (peer, payload, df)
+
+
+extras = st.lists(
+    st.sampled_from(
+        [
+            attrs.DontFragment(),
+            attrs.Software("x"),
+            attrs.Lifetime(5),
+            UnknownAttribute(0x7F01, b"req"),  # comprehension-required, unknown
+            UnknownAttribute(0xC001, b"opt"),
+        ]
+    ),
+    max_size=2,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    peer=peers,
+    payload=st.binary(max_size=300),
+    data_first=st.booleans(),
+    extra=extras,
+    fingerprint=st.booleans(),
+)
+def test_the_shells_send_indication_reader_never_disagrees_with_the_parser(
+    peer: tuple[str, int],
+    payload: bytes,
+    data_first: bool,
+    extra: list[attrs.AnyAttribute],
+    fingerprint: bool,
+) -> None:
+    """`SendIndicationReader.target` (the shell's fast path) answers only for the common shape
+    (XOR-PEER-ADDRESS and DATA in either order, optional FINGERPRINT) and then exactly as
+    `parse_send_indication`; for anything else it says None and the core decides."""
+    pair: list[attrs.AnyAttribute] = [attrs.XorPeerAddress(*peer), attrs.Data(payload)]
+    message = Message(Method.SEND, MessageClass.INDICATION)
+    message.add(*(pair[::-1] if data_first else pair), *extra)
+    data = encode(message, fingerprint=fingerprint)
+    target = SendIndicationReader().target(data)
+    parsed = parse_send_indication(data)
+    if extra:
+        assert target is None
+        return
+    assert parsed is not None and target is not None
+    found_peer, start, end = target
+    assert (found_peer, data[start:end]) == (parsed.peer, parsed.payload) == (peer, payload)
+    broken = bytearray(data)
+    broken[-1] ^= 1  # a FINGERPRINT that no longer matches, or a changed last byte
+    if fingerprint:
+        assert SendIndicationReader().target(bytes(broken)) is None
+
+
+def test_send_indication_reader_refuses_truncations() -> None:
+    message = Message(Method.SEND, MessageClass.INDICATION)
+    message.add(attrs.Data(b"payload"), attrs.XorPeerAddress(*PEER))
+    data = encode(message, fingerprint=True)
+    reader = SendIndicationReader()
+    assert reader.target(data) is not None
+    for cut in range(len(data)):
+        assert reader.target(data[:cut]) is None
 
 
 @settings(max_examples=60, deadline=None)

@@ -19,6 +19,7 @@ from turn_testkit import (
 
 from stun_server.wire import MessageClass, Method
 from stun_server.wire import attributes as attrs
+from turn_relay.actions import PermitDown, PermitUp
 from turn_relay.allocation import FAMILY_IPV6
 
 DENIED_BY_DEFAULT = [
@@ -127,3 +128,36 @@ def test_permission_refresh_postpones_expiry() -> None:
     assert of_type(client.send_indication(PEER, b"x", T0 + 350), ToPeer)
     core.handle_timer(T0 + 500)
     assert client.send_indication(PEER, b"x", T0 + 500) == []
+
+
+def test_permissions_are_announced_up_and_down_for_a_shell_fast_path() -> None:
+    """PermitUp once per new permission (not on refresh), PermitDown at expiry, at
+    deletion of the allocation and for a dropped relay family, each naming the relay the
+    shell must send from."""
+    core = make_core(relays=(RELAY_V4, RELAY_V6))
+    client = allocated(core, T0, attrs.AdditionalAddressFamily(FAMILY_IPV6))
+    relays = dict(core.table.by_five_tuple[client.five_tuple].relays)
+    ft = client.five_tuple
+    client.permit(PEER, ("::1", 9), now=T0)
+    assert of_type(client.actions, PermitUp) == [
+        PermitUp(ft, relays[1], PEER[0]),
+        PermitUp(ft, relays[2], "::1"),
+    ]
+    client.permit(PEER, now=T0 + 100)  # a refresh: nothing new for the shell
+    assert of_type(client.actions, PermitUp) == []
+    client.permit(PEER2, now=T0 + 100)  # same IP, other port: one permission per IP
+    assert of_type(client.actions, PermitUp) == []
+    client.bind(0x4000, ("127.0.0.3", 7), now=T0 + 100)  # ChannelBind installs one too
+    assert of_type(client.actions, PermitUp) == [PermitUp(ft, relays[1], "127.0.0.3")]
+    expired = core.handle_timer(T0 + 300)  # ::1 expires; the others were refreshed
+    assert of_type(expired, PermitDown) == [PermitDown(ft, relays[2], "::1")]
+    assert of_type(expired, PermitUp) == []
+    client.permit(("::1", 9), now=T0 + 301)
+    dropped = client.refresh(0, attrs.RequestedAddressFamily(FAMILY_IPV6), now=T0 + 302)
+    assert dropped.cls is MessageClass.SUCCESS
+    assert of_type(client.actions, PermitDown) == [PermitDown(ft, relays[2], "::1")]
+    client.refresh(0, now=T0 + 303)
+    assert sorted(of_type(client.actions, PermitDown)) == [
+        PermitDown(ft, relays[1], "127.0.0.1"),
+        PermitDown(ft, relays[1], "127.0.0.3"),
+    ]

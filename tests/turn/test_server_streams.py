@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from relay_harness import (
@@ -22,6 +25,7 @@ from relay_harness import (
 from stun_server.wire import Message, MessageClass, Method, encode, parse
 from stun_server.wire import attributes as attrs
 from turn_relay.allocation import Transport
+from turn_relay.datagrams import BATCH
 
 pytestmark = pytest.mark.asyncio
 
@@ -55,6 +59,81 @@ async def test_frames_split_byte_by_byte_and_coalesced() -> None:
         for _ in range(3):
             assert parse(await client.receive()).get(attrs.Data) == attrs.Data(b"echo:split")
         await client.close()
+
+
+class _CountingTransport:
+    """Wraps a transport (uvloop's cannot take attributes) and counts write calls."""
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        self._transport.write(data)
+
+    def writelines(self, chunks: list[bytes]) -> None:
+        self.writes += 1
+        self._transport.writelines(chunks)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+async def test_stream_channel_data_uses_the_route_dicts_and_batches_writes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The stream data path: routed ChannelData never reaches the core (one dict lookup on the
+    connection's routes, one sendto), a burst bigger than the per-iteration read budget loses
+    nothing, and the peer's answers are written per relay-socket batch, not one by one."""
+    frames = 1000  # 16 bytes each: 16 KiB, twice the read budget
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer_socket:
+        peer_socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        peer_socket.bind(("127.0.0.1", 0))
+        peer_socket.setblocking(False)
+        peer = peer_socket.getsockname()
+        async with running(relay_config()) as server:
+            client = await WireClient.over_stream(server.listening(Transport.TCP)[0])
+            relayed = await client.allocate()
+            await client.bind(0x4002, peer)
+            (connection,) = server.connections.values()
+            relay = server.relays[relayed]
+            assert connection.routes == {0x4002: (relay.sock, peer)}
+            assert set(relay.routes) == {peer}
+            assert relay.after_batch == connection.flush
+            counting = _CountingTransport(connection.transport)
+            connection.transport = counting  # type: ignore[assignment]
+            seen_by_core: list[bytes] = []
+            receive = server.core.receive
+
+            def spy(data: bytes, five_tuple: Any, now: float) -> Any:
+                seen_by_core.append(data)
+                return receive(data, five_tuple, now)
+
+            monkeypatch.setattr(server.core, "receive", spy)
+            payloads = [b"m%010d\x00" % i for i in range(frames)]
+            client.send_raw(b"".join(b"\x40\x02\x00\x0c" + p for p in payloads))
+            received: list[bytes] = []
+            deadline = time.monotonic() + 5
+            while len(received) < frames:
+                assert time.monotonic() < deadline, f"the peer got {len(received)} of {frames}"
+                try:
+                    data, source = peer_socket.recvfrom(100)
+                except BlockingIOError:
+                    await asyncio.sleep(0.01)
+                    continue
+                assert source == relayed
+                received.append(data)
+            assert received == payloads
+            assert seen_by_core == []
+            assert server.stats.packets_to_peer == frames
+            for data in received:  # all answers queued at the relay socket before it reads
+                peer_socket.sendto(b"echo:" + data, relayed)
+            replies = [await client.receive() for _ in range(frames)]
+            assert replies == [b"\x40\x02\x00\x11echo:" + p + b"\x00\x00\x00" for p in payloads]
+            assert server.stats.packets_to_client == frames
+            assert 0 < counting.writes <= 2 * frames // BATCH  # one write per batch read
+            await client.close()
 
 
 async def test_closing_the_connection_deletes_the_allocation() -> None:

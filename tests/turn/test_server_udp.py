@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import socket
+from typing import Any
 
 import pytest
 from relay_harness import (
@@ -171,3 +172,80 @@ async def test_even_port_reservation_binds_the_next_port_until_redeemed() -> Non
         assert port_is_free(relayed.port + 1)
         await rtp.close()
         await rtcp.close()
+
+
+async def test_send_and_data_indications_take_the_fast_path_once_permitted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After CreatePermission the sockets relay Send indications (XOR-PEER-ADDRESS and DATA
+    in either order, as coturn's uclient sends DATA first) and Data indications back without
+    the core; DONT-FRAGMENT still goes through the core; the allocation's end ends it."""
+    async with running(relay_config()) as server, echo_peer() as (peer, echo):
+        client = await WireClient.over_udp(server.listening(Transport.UDP)[0])
+        relayed = await client.allocate()
+        assert (await client.permit(peer)).cls is MessageClass.SUCCESS
+        (listener,) = server.udp_listeners.values()
+        assert listener.permits == {(client.local, peer[0]): server.relays[relayed].sock}
+        assert server.relays[relayed].permitted == {peer[0]}
+        to_core: list[bytes] = []
+        from_peers: list[bytes] = []
+        receive, receive_from_peer = server.core.receive, server.core.receive_from_peer
+
+        def spy(data: bytes, five_tuple: FiveTuple, now: float) -> list[Action]:
+            to_core.append(data)
+            return receive(data, five_tuple, now)
+
+        def spy_peer(data: bytes, relay: Any, source: Any, now: float) -> list[Action]:
+            from_peers.append(data)
+            return receive_from_peer(data, relay, source, now)
+
+        monkeypatch.setattr(server.core, "receive", spy)
+        monkeypatch.setattr(server.core, "receive_from_peer", spy_peer)
+        for index, data_first in enumerate((False, True, False)):
+            payload = b"s%d" % index
+            pair: list[attrs.AnyAttribute] = [attrs.XorPeerAddress(*peer), attrs.Data(payload)]
+            send = Message(Method.SEND, MessageClass.INDICATION)
+            send.add(*(pair[::-1] if data_first else pair))
+            client.send_raw(encode(send, fingerprint=index == 2))
+            reply = parse(await client.receive())
+            assert reply.get(attrs.Data) == attrs.Data(b"echo:" + payload)
+            assert reply.get(attrs.XorPeerAddress) == attrs.XorPeerAddress(*peer)
+        assert to_core == [] and from_peers == []
+        assert [data for data, _ in echo.received] == [b"s0", b"s1", b"s2"]
+        assert server.stats.packets_to_peer == 3 and server.stats.packets_to_client == 3
+
+        df = Message(Method.SEND, MessageClass.INDICATION)
+        df.add(attrs.XorPeerAddress(*peer), attrs.Data(b"df"), attrs.DontFragment())
+        client.send_raw(encode(df))
+        assert parse(await client.receive()).get(attrs.Data) == attrs.Data(b"echo:df")
+        assert len(to_core) == 1  # the core decided (it supports DONT-FRAGMENT here)
+
+        await client.refresh(0)
+        assert listener.permits == {} and server.relays == {}
+        await client.close()
+
+
+async def test_without_a_permission_send_indications_still_reach_the_core_and_die() -> None:
+    async with running(relay_config()) as server, echo_peer() as (peer, echo):
+        client = await WireClient.over_udp(server.listening(Transport.UDP)[0])
+        await client.allocate()
+        client.send_indication(peer, b"nope")
+        await eventually(lambda: server.core.stats.dropped["no-permission"] == 1)
+        assert echo.received == []
+        await client.close()
+
+
+async def test_an_expired_permission_leaves_the_fast_path() -> None:
+    short = AllocationConfig(permission_lifetime=1)
+    async with running(relay_config(allocation=short)) as server, echo_peer() as (peer, echo):
+        client = await WireClient.over_udp(server.listening(Transport.UDP)[0])
+        relayed = await client.allocate()
+        await client.permit(peer)
+        (listener,) = server.udp_listeners.values()
+        assert listener.permits
+        await eventually(lambda: not listener.permits, timeout=3.0)
+        assert server.relays[relayed].permitted == set()
+        client.send_indication(peer, b"late")
+        await eventually(lambda: server.core.stats.dropped["no-permission"] == 1)
+        assert echo.received == []
+        await client.close()
