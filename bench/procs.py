@@ -206,6 +206,8 @@ def free_port(host: str = "127.0.0.1", *, tcp_too: bool = True) -> int:
 def free_port_block(size: int, host: str = "127.0.0.1") -> tuple[int, int]:
     """An even-aligned block of `size` UDP ports in 24000-29999 for relay addresses (spot-checked
     free; a server skips the odd port someone else holds)."""
+    if not 0 < size < 6000:
+        raise ValueError(f"a relay port block of {size} ports does not fit in 24000-29999")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(50):
         start = 24000 + 2 * (int.from_bytes(os.urandom(2), "big") % ((6000 - size) // 2))

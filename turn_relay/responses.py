@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from stun_server.wire import Message, MessageClass, encode
@@ -29,6 +30,11 @@ class Signing:
     software: str | None = None
 
 
+@functools.lru_cache(maxsize=8)
+def _software(name: str) -> attrs.Software:
+    return attrs.Software(name)  # frozen: one object serves every response
+
+
 def success(request: Message, *attributes: attrs.AnyAttribute) -> Message:
     return Message(request.method, MessageClass.SUCCESS, request.transaction_id, list(attributes))
 
@@ -40,7 +46,7 @@ def error(request: Message, code: int, *attributes: attrs.AnyAttribute) -> Messa
 
 def finish(message: Message, signing: Signing) -> bytes:
     if signing.software:
-        message.attributes.append(attrs.Software(signing.software))
+        message.attributes.append(_software(signing.software))
     return encode(
         message,
         key=signing.key,

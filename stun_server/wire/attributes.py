@@ -131,6 +131,14 @@ class _AddressAttribute(_Base):
         return cls(_ip_text(raw), port)
 
 
+_XOR_V4 = struct.Struct("!xBHI")
+
+
+@functools.lru_cache(maxsize=4096)
+def _xor_ipv4(packed: bytes) -> int:
+    return int.from_bytes(packed, "big") ^ MAGIC_COOKIE
+
+
 def _xor_bytes(raw: bytes, mask: bytes) -> bytes:
     size = min(len(raw), len(mask))
     xored = int.from_bytes(raw[:size], "big") ^ int.from_bytes(mask[:size], "big")
@@ -156,6 +164,8 @@ class _XorAddressAttribute(_Base):
     def encode_value(self, transaction_id: bytes) -> bytes:
         family, packed = _pack_address(self.ip, self.port)
         xport = self.port ^ (MAGIC_COOKIE >> 16)
+        if family == FAMILY_IPV4:  # the mask is the cookie alone: no transaction ID needed
+            return _XOR_V4.pack(family, xport, _xor_ipv4(packed))
         return struct.pack("!BBH", 0, family, xport) + _xor_bytes(
             packed, _COOKIE_BYTES + transaction_id
         )

@@ -32,6 +32,12 @@ MAX_MESSAGE_LENGTH = 65535 + HEADER_LENGTH
 _COOKIE_BYTES = MAGIC_COOKIE.to_bytes(4, "big")
 _HEADER = struct.Struct("!HHI12s")
 _ATTR_HEADER = struct.Struct("!HH")
+_TRAILER_TYPES = frozenset(
+    (MessageIntegrity.TYPE, MessageIntegritySha256.TYPE, Fingerprint.TYPE)
+)  # what `encode` computes itself and `parse` checks
+_MI_HEADER = _ATTR_HEADER.pack(MessageIntegrity.TYPE, 20)
+_MI256_HEADER = _ATTR_HEADER.pack(MessageIntegritySha256.TYPE, 32)
+_FINGERPRINT_HEADER = _ATTR_HEADER.pack(Fingerprint.TYPE, 4)
 
 
 class Method(enum.IntEnum):
@@ -72,6 +78,9 @@ def split_message_type(msg_type: int) -> tuple[int, int]:
     return method, cls
 
 
+_CLASSES = tuple(MessageClass)  # by the 2-bit class value: cheaper than MessageClass(n)
+
+
 def new_transaction_id() -> bytes:
     return os.urandom(12)
 
@@ -102,7 +111,7 @@ class Message:
         return [cast(A, a) for a in self.attributes if type(a) is attr_class]
 
     def has(self, attr_class: type[object]) -> bool:
-        return any(type(a) is attr_class for a in self.attributes)
+        return self.get(attr_class) is not None  # a loop: cheaper than any() over a generator
 
     def unknown_comprehension_required(self) -> list[int]:
         """Codes of attributes a receiver must understand but this codec does not know."""
@@ -181,7 +190,7 @@ def parse(data: bytes | bytearray | memoryview) -> Message:
 def _parse(data: bytes) -> Message:
     msg_type, _, transaction_id = _check_header(data)
     method, cls = split_message_type(msg_type)
-    message = Message(method, MessageClass(cls), transaction_id, [], data)
+    message = Message(method, _CLASSES[cls], transaction_id, [], data)
     seen_fingerprint = False  # a flag, not message.has(): that made parsing quadratic
     for offset, attr_type, value in _iter_raw_attributes(data):
         if seen_fingerprint:
@@ -194,13 +203,14 @@ def _parse(data: bytes) -> Message:
         ):
             continue
         attr = decode_attribute(attr_type, value, transaction_id)
-        if isinstance(attr, MessageIntegrity):
-            message.integrity_offset = offset
-        elif isinstance(attr, MessageIntegritySha256):
-            message.integrity_sha256_offset = offset
-        elif isinstance(attr, Fingerprint):
-            _check_fingerprint(data, offset, attr.value)
-            seen_fingerprint = True
+        if attr_type in _TRAILER_TYPES:
+            if attr_type == MessageIntegrity.TYPE:
+                message.integrity_offset = offset
+            elif attr_type == MessageIntegritySha256.TYPE:
+                message.integrity_sha256_offset = offset
+            else:
+                _check_fingerprint(data, offset, cast(Fingerprint, attr).value)
+                seen_fingerprint = True
         message.attributes.append(attr)
     return message
 
@@ -221,7 +231,6 @@ def encode_attribute(attr_type: int, value: bytes) -> bytes:
     return _ATTR_HEADER.pack(attr_type, len(value)) + value + b"\x00" * ((-len(value)) % 4)
 
 
-_RECOMPUTED = (MessageIntegrity, MessageIntegritySha256, Fingerprint)  # never copied
 _PADDING = (b"", b"\x00\x00\x00", b"\x00\x00", b"\x00")  # by length % 4
 
 
@@ -229,19 +238,17 @@ def _encode_attributes(attributes: Iterable[AnyAttribute], transaction_id: bytes
     parts: list[bytes] = []
     pack = _ATTR_HEADER.pack
     for a in attributes:
-        if isinstance(a, _RECOMPUTED):
-            continue
+        attr_type = a.TYPE  # a class constant: cheaper than the `type` property
+        if attr_type < 0:
+            attr_type = a.type  # UnknownAttribute: its own code
+        elif attr_type in _TRAILER_TYPES:
+            continue  # MESSAGE-INTEGRITY(-SHA256) and FINGERPRINT are recomputed, never copied
         value = a.encode_value(transaction_id)
         size = len(value)
         if size > 0xFFFF:
-            raise ValueError(f"attribute 0x{a.type:04x} value of {size} bytes is too long")
-        parts += (pack(a.type, size), value, _PADDING[size & 3])
+            raise ValueError(f"attribute 0x{attr_type:04x} value of {size} bytes is too long")
+        parts += (pack(attr_type, size), value, _PADDING[size & 3])
     return b"".join(parts)
-
-
-def _header(message: Message, body_length: int) -> bytes:
-    msg_type = message_type(message.method, message.cls)
-    return _HEADER.pack(msg_type, body_length, MAGIC_COOKIE, message.transaction_id)
 
 
 def encode(
@@ -277,16 +284,20 @@ def encode(
         trailer += (24 if integrity != "sha256" else 0) + (36 if integrity != "sha1" else 0)
     if len(body) + trailer > 0xFFFF:
         raise ValueError(f"{len(body) + trailer} bytes of attributes: too long for STUN")
+    msg_type = message_type(message.method, message.cls)
+    tid = message.transaction_id
     if key is not None:
-        if integrity in ("sha1", "both"):
-            body += _integrity_attribute(message, body, key, sha256=False)
-        if integrity in ("sha256", "both"):
-            body += _integrity_attribute(message, body, key, sha256=True)
+        if integrity != "sha256":  # MESSAGE-INTEGRITY: the header counts its 24 bytes
+            head = _HEADER.pack(msg_type, len(body) + 24, MAGIC_COOKIE, tid)
+            body += _MI_HEADER + _integrity.hmac_sha1(key, head + body)
+        if integrity != "sha1":
+            head = _HEADER.pack(msg_type, len(body) + 36, MAGIC_COOKIE, tid)
+            body += _MI256_HEADER + _integrity.hmac_sha256(key, head + body)
     if fingerprint:
-        head = _header(message, len(body) + 8)
+        head = _HEADER.pack(msg_type, len(body) + 8, MAGIC_COOKIE, tid)
         crc = _integrity.fingerprint(head + body)
-        body += encode_attribute(Fingerprint.TYPE, crc.to_bytes(4, "big"))
-    return _header(message, len(body)) + body
+        body += _FINGERPRINT_HEADER + crc.to_bytes(4, "big")
+    return _HEADER.pack(msg_type, len(body), MAGIC_COOKIE, tid) + body
 
 
 def for_transaction(template: bytes, transaction_id: bytes, *, fingerprint: bool = False) -> bytes:
@@ -305,15 +316,6 @@ def for_transaction(template: bytes, transaction_id: bytes, *, fingerprint: bool
         return head + body
     crc = _integrity.fingerprint(head + body)
     return head + body + encode_attribute(Fingerprint.TYPE, crc.to_bytes(4, "big"))
-
-
-def _integrity_attribute(message: Message, body: bytes, key: bytes, *, sha256: bool) -> bytes:
-    size = 32 if sha256 else 20
-    head = _header(message, len(body) + 4 + size)
-    if sha256:
-        mac = _integrity.hmac_sha256(key, head + body)
-        return encode_attribute(MessageIntegritySha256.TYPE, mac)
-    return encode_attribute(MessageIntegrity.TYPE, _integrity.hmac_sha1(key, head + body))
 
 
 # ---------------------------------------------------------------- verify
