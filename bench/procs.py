@@ -81,6 +81,17 @@ def tree_cpu_seconds(pid: int) -> float:
     return cpu_seconds(process_tree(pid))
 
 
+def tree_cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of ``pid``, its descendants and their reaped children."""
+    user = system = 0
+    for each in process_tree(pid):
+        fields = _stat_fields(each)
+        if fields is not None:
+            user += int(fields[11]) + int(fields[13])
+            system += int(fields[12]) + int(fields[14])
+    return user / CLK_TCK, system / CLK_TCK
+
+
 def _status_kib(pid: int, key: str) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -293,6 +304,9 @@ class Managed:
 
     def cpu_seconds(self) -> float:
         return tree_cpu_seconds(self.pid)
+
+    def cpu_split(self) -> tuple[float, float]:
+        return tree_cpu_split(self.pid)
 
     def memory(self) -> Memory:
         return tree_memory(self.pid)

@@ -13,6 +13,7 @@ from typing import Literal
 
 from bench import procs, servers, stunload, turnload, uclient
 
+WARM_ALLOCATIONS = 50  # held before the allocation-rate window opens
 ALLOC_COUNT = 5000  # a window of about half a second: 2000 gave +-25% between runs
 LATENCY_SECONDS = 3.0
 RELAY_PORTS = 5600  # the relay port block: 50 + ALLOC_COUNT held allocations fit
@@ -130,6 +131,7 @@ SCENARIOS: list[Scenario] = [
         ),
         unit="alloc/s",
         repeat=True,
+        extra=(("user_us", "us user CPU/alloc"), ("system_us", "us system CPU/alloc")),
     ),
     Scenario(
         name="turn-latency-udp-channel-120B",
@@ -292,10 +294,15 @@ def _measure_alloc(srv: servers.RunningServer, settings: Settings, m: Measuremen
     groups: dict[str, Callable[[], float]] = {"server": srv.cpu_seconds}
     count = 500 if settings.quick else ALLOC_COUNT
     first = procs.sample_cpu(groups)
+    user0, system0 = srv.cpu_split()
     counts = turnload.allocation_rate(
-        srv.cfg.host, srv.cfg.port, _creds(srv), count=count, concurrency=32
+        srv.cfg.host, srv.cfg.port, _creds(srv), count=count, warm=WARM_ALLOCATIONS, concurrency=32
     )
+    user1, system1 = srv.cpu_split()
     last = procs.sample_cpu(groups)
+    made = count + WARM_ALLOCATIONS  # the CPU samples bracket the warm-up too
+    m.metrics["user_us"] = 1e6 * (user1 - user0) / made
+    m.metrics["system_us"] = 1e6 * (system1 - system0) / made
     shares = procs.cpu_shares(first, last)  # includes the 50 warm-up allocations
     m.seconds = counts.seconds
     m.rate = counts.allocated / counts.seconds if counts.seconds > 0 else 0.0

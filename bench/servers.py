@@ -298,6 +298,10 @@ class RunningServer:
     def cpu_seconds(self) -> float:
         return self.proc.cpu_seconds()
 
+    def cpu_split(self) -> tuple[float, float]:
+        """(user, system) CPU seconds: where a server spends its time, the kernel or itself."""
+        return self.proc.cpu_split()
+
     def memory(self) -> procs.Memory:
         return self.proc.memory()
 

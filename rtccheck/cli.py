@@ -14,11 +14,15 @@ Examples:
   rtccheck turns:turn.example.com:443 --username U --credential P --require relay-tls
   rtccheck credentials --username 1700000000:alice
   rtccheck dns stun:stun.example.com turn:turn.example.com
+  rtccheck turn turn:turn.example.com --secret-file rest-secret \\
+      --expect-relay-address 203.0.113.10 --expect-relay-ports 49152-65535
+  rtccheck nat stun:stun.example.com --nat-lifetime --nat-lifetime-max 300
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -38,6 +42,7 @@ from rtccheck.option_values import (
     parse_server_date,
     read_secret_file,
 )
+from rtccheck.probe_settings import DEFAULT_LIFETIME_MAX_S, parse_port_range
 from rtccheck.render import make_console, progress_display, render_report
 from rtccheck.requirements import CAPABILITIES, parse_requirements
 from rtccheck.results import ExitCode, Report, build_report, report_to_json
@@ -171,6 +176,33 @@ _SHARED_OPTIONS: tuple[Callable[[Any], Any], ...] = (
         help="Trust only the CAs in this PEM file for turns:/stuns: (default: the system store).",
     ),
     click.option(
+        "--expect-relay-address",
+        metavar="IP",
+        help="The relayed address the TURN servers should hand out (their public or "
+        "advertised IP); turn.relay-address fails when another one comes back.",
+    ),
+    click.option(
+        "--expect-relay-ports",
+        metavar="MIN-MAX",
+        help="The relay port range the TURN servers are configured with, e.g. 49152-65535; "
+        "turn.relay-address fails for a relayed port outside it.",
+    ),
+    click.option(
+        "--nat-lifetime",
+        is_flag=True,
+        help="Also estimate how long this NAT keeps an idle UDP mapping (the nat check then "
+        "takes up to --nat-lifetime-max).",
+    ),
+    click.option(
+        "--nat-lifetime-max",
+        type=click.FloatRange(min=1, max=3600),
+        default=DEFAULT_LIFETIME_MAX_S,
+        show_default=True,
+        metavar="SECONDS",
+        help="Longest idle time --nat-lifetime tries; mappings that outlive it are reported "
+        "as 'at least' this long.",
+    ),
+    click.option(
         "--packets",
         type=click.IntRange(min=1, max=1000),
         default=100,
@@ -211,6 +243,8 @@ def settings_from(params: dict[str, Any], runtime: Runtime) -> Settings:
         secret = _secret(params["secret"], params["secret_file"])
         clock = _server_clock(params["server_date"], runtime)
         ca_file = _ca_file(params["ca_file"])
+        relay_address = _relay_address(params["expect_relay_address"])
+        relay_ports = _relay_ports(params["expect_relay_ports"])
     except ValueError as error:  # includes UnknownRequirementError
         raise click.UsageError(str(error)) from None
     spec = InputSpec(
@@ -234,6 +268,10 @@ def settings_from(params: dict[str, Any], runtime: Runtime) -> Settings:
         nameservers=nameservers,
         ca_file=ca_file,
         packets=params["packets"],
+        expect_relay_address=relay_address,
+        expect_relay_ports=relay_ports,
+        nat_lifetime=params["nat_lifetime"],
+        nat_lifetime_max_s=params["nat_lifetime_max"],
     )
     return Settings(
         spec, options, required, params["timeout"], params["json_output"], params["junit"]
@@ -248,6 +286,24 @@ def _secret(secret: str | None, secret_file: Path | None) -> str | None:
 
 def _ca_file(path: Path | None) -> Path | None:
     return None if path is None else check_ca_file(path)
+
+
+def _relay_address(text: str | None) -> str | None:
+    if text is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        raise ValueError(f"--expect-relay-address {text!r} is not an IP address") from None
+
+
+def _relay_ports(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        return parse_port_range(text)
+    except ValueError as error:
+        raise ValueError(f"--expect-relay-ports: {error}") from None
 
 
 def _server_clock(text: str | None, runtime: Runtime) -> ServerClock | None:

@@ -1,8 +1,8 @@
 """Settings of the network probes (stun, turn, nat, policy) beyond the shared CheckOptions.
 
-The CLI does not have flags for these yet. `probe_settings` reads CheckOptions fields of the
-same names when they exist (so adding ``expect_relay_address`` etc. to CheckOptions and the CLI
-is all it takes); until then the defaults apply, and tests pass a ProbeSettings directly.
+`probe_settings` builds them from the CheckOptions fields of the same names (the CLI's
+``--ca-file``, ``--expect-relay-address``, ``--expect-relay-ports``, ``--nat-lifetime`` and
+``--nat-lifetime-max``); tests may pass a ProbeSettings directly.
 """
 
 from __future__ import annotations
@@ -30,17 +30,13 @@ class ProbeSettings:
 
 
 def probe_settings(options: CheckOptions) -> ProbeSettings:
-    """ProbeSettings from CheckOptions fields of the same names, where present."""
-    ca_file = getattr(options, "ca_file", None)
-    ports = getattr(options, "expect_relay_ports", None)
+    """ProbeSettings from the CheckOptions fields of the same names."""
     return ProbeSettings(
-        ca_file=Path(ca_file) if ca_file else None,
-        expect_relay_address=getattr(options, "expect_relay_address", None),
-        expect_relay_ports=parse_port_range(ports) if isinstance(ports, str) else ports,
-        nat_lifetime=bool(getattr(options, "nat_lifetime", False)),
-        nat_lifetime_max_s=float(
-            getattr(options, "nat_lifetime_max_s", None) or DEFAULT_LIFETIME_MAX_S
-        ),
+        ca_file=options.ca_file,
+        expect_relay_address=options.expect_relay_address,
+        expect_relay_ports=options.expect_relay_ports,
+        nat_lifetime=options.nat_lifetime,
+        nat_lifetime_max_s=options.nat_lifetime_max_s or DEFAULT_LIFETIME_MAX_S,
     )
 
 

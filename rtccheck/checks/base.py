@@ -49,6 +49,13 @@ class CheckOptions:
     ca_file: Path | None = None
     #: ping packets the data check sends on each path
     packets: int = 100
+    #: the relayed address TURN servers should hand out (public/advertised IP), when known
+    expect_relay_address: str | None = None
+    #: the relay port range the servers are configured with, inclusive, when known
+    expect_relay_ports: tuple[int, int] | None = None
+    #: estimate how long NAT mappings live (the nat check then takes up to nat_lifetime_max_s)
+    nat_lifetime: bool = False
+    nat_lifetime_max_s: float | None = None
 
 
 @dataclass(frozen=True)

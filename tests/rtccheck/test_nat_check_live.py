@@ -7,7 +7,6 @@ answering at all, and the mapping-lifetime estimate (asked for explicitly).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,11 +25,6 @@ from rtccheck_servers import (
     stop,
     stun_server_argv,
 )
-
-from rtccheck.checks import nat
-from rtccheck.checks.base import CheckContext
-from rtccheck.probe_settings import ProbeSettings
-from rtccheck.uri import parse_uri
 
 
 @pytest.fixture(scope="module")
@@ -124,11 +118,14 @@ def test_nothing_answers(tmp_path: Path) -> None:
 
 
 def test_mapping_lifetime_only_when_asked(rfc5780_server: Running) -> None:
-    server = parse_uri(f"stun:127.0.0.1:{rfc5780_server.port}")
-    context = CheckContext((server,), 2.0)
-    settings = ProbeSettings(nat_lifetime=True, nat_lifetime_max_s=2.0)
-    (result,) = asyncio.run(nat.run_with(context, settings))
-    assert result.metrics["mapping_lifetime_s"] == 2.0
-    assert result.details["mapping_lifetime_bounds_s"] == [2.0, None]
-    (plain,) = asyncio.run(nat.run_with(context, ProbeSettings()))
-    assert plain.metrics["mapping_lifetime_s"] is None
+    uri = f"stun:127.0.0.1:{rfc5780_server.port}"
+    code, document = run_cli(
+        "nat", uri, "--timeout", "2", "--nat-lifetime", "--nat-lifetime-max", "2"
+    )
+    assert code == 0
+    result = only(document, "nat.behaviour")
+    assert result["metrics"]["mapping_lifetime_s"] == 2.0
+    assert result["details"]["mapping_lifetime_bounds_s"] == [2.0, None]
+    code, plain = run_cli("nat", uri, "--timeout", "2")
+    assert code == 0
+    assert only(plain, "nat.behaviour")["metrics"]["mapping_lifetime_s"] is None

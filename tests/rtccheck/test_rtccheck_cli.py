@@ -274,6 +274,19 @@ BAD_USAGE = [
     (["turn:192.0.2.1", "--credentials-url", "ftp://x/y"], "must be an http:// or https:// URL"),
     (["--ice-config", "/nonexistent/ice.json"], "cannot read it"),
     (["--no-such-option", "stun:192.0.2.1"], "No such option '--no-such-option'"),
+    (
+        ["turn", "turn:192.0.2.1", "--expect-relay-address", "relay.example.com"],
+        "--expect-relay-address 'relay.example.com' is not an IP address",
+    ),
+    (
+        ["turn", "turn:192.0.2.1", "--expect-relay-ports", "65535-49152"],
+        "--expect-relay-ports: '65535-49152': need 1 <= MIN <= MAX <= 65535",
+    ),
+    (
+        ["turn", "turn:192.0.2.1", "--expect-relay-ports", "49152"],
+        "is not a port range MIN-MAX, e.g. 49152-65535",
+    ),
+    (["nat", "stun:192.0.2.1", "--nat-lifetime-max", "0"], "--nat-lifetime-max"),
 ]
 
 

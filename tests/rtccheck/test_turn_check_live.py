@@ -32,10 +32,8 @@ from rtccheck_servers import (
     stop,
 )
 
-from rtccheck.checks import turn
 from rtccheck.checks.base import CheckContext
 from rtccheck.probe import Credentials, ServerEndpoint, TurnSession, allocation, connect
-from rtccheck.probe_settings import ProbeSettings
 from rtccheck.uri import parse_uri
 from turn_relay.credentials import issue, rest_password
 
@@ -233,25 +231,38 @@ def _context(uri: str) -> CheckContext:
 
 
 def test_expected_relay_address_and_port_range(tmp_path: Path) -> None:
+    """--expect-relay-address / --expect-relay-ports, as an operator passes them."""
     with _serving("turnkit", tmp_path, None, port_range=(40100, 40199)) as relay:
-        context = _context(relay.uri("udp"))
-        unexpected = asyncio.run(
-            turn.run_with(context, ProbeSettings(expect_relay_address="127.0.0.9"))
+        uri = relay.uri("udp")
+        base = ("turn", uri, "--secret", SECRET)
+        code_address, unexpected = run_cli(*base, "--expect-relay-address", "127.0.0.9")
+        code_ports, outside = run_cli(*base, "--expect-relay-ports", "1-2")
+        code_fine, fine = run_cli(
+            *base, "--expect-relay-address", "127.0.0.1", "--expect-relay-ports", "40100-40199"
         )
-        outside = asyncio.run(turn.run_with(context, ProbeSettings(expect_relay_ports=(1, 2))))
-        fine = asyncio.run(
-            turn.run_with(
-                context,
-                ProbeSettings(expect_relay_address="127.0.0.1", expect_relay_ports=(40100, 40199)),
-            )
-        )
-    by_check = {r.check: r for r in unexpected}
-    assert by_check["turn.relay-address"].cause_id == "relay-address-unexpected"
-    assert by_check["turn.relay-data"].status.value == "skip"
-    assert {r.check: r for r in outside}["turn.relay-address"].cause_id == (
-        "relay-port-outside-range"
+    assert (code_address, code_ports, code_fine) == (1, 1, 0)
+    wrong_address = only(unexpected, "turn.relay-address", uri)
+    assert (wrong_address["status"], wrong_address["cause_id"]) == (
+        "fail",
+        "relay-address-unexpected",
     )
-    assert all(r.status.value == "pass" for r in fine)
+    assert only(unexpected, "turn.relay-data", uri)["status"] == "skip"
+    wrong_port = only(outside, "turn.relay-address", uri)
+    assert (wrong_port["status"], wrong_port["cause_id"]) == ("fail", "relay-port-outside-range")
+    assert only(fine, "turn.relay-address", uri)["status"] == "pass"
+    assert all(r["status"] == "pass" for r in fine["results"])
+
+
+def test_expected_relay_address_with_coturn_too(tmp_path: Path) -> None:
+    """The same check against a relay nobody here wrote (coturn's turnserver)."""
+    if not coturn_available():
+        pytest.skip("coturn is not installed")
+    with _serving("coturn", tmp_path, None) as relay:
+        code, document = run_cli(
+            "turn", relay.uri("udp"), "--secret", SECRET, "--expect-relay-address", "127.0.0.9"
+        )
+    assert code == 1
+    assert only(document, "turn.relay-address")["cause_id"] == "relay-address-unexpected"
 
 
 # ---------------------------------------------------------------- quotas, capacity, cleanup
