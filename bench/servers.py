@@ -133,7 +133,7 @@ def _venv_script(name: str) -> Path:
 
 
 def turnkit_stun_command(cfg: ServerConfig) -> list[str]:
-    """TODO(turnkit, issue 2): keep in step with `stun-server --help`.
+    """Keep in step with `stun-server --help`.
 
     Equivalent to coturn_stun_command: Binding over UDP and TCP on cfg.host:cfg.port, no second
     address (no RFC 5780), and no per-source rate limit (coturn has none; the default of 500/s
@@ -147,7 +147,7 @@ def turnkit_stun_command(cfg: ServerConfig) -> list[str]:
 
 
 def turnkit_relay_command(cfg: ServerConfig) -> list[str]:
-    """TODO(turnkit, issue 6): keep in step with `turn-relay serve` and its TOML config.
+    """Keep in step with `turn-relay serve` and its TOML config.
 
     Equivalent to coturn_turn_command: listener cfg.host:cfg.port (UDP+TCP), TLS on cfg.tls_port,
     relay address cfg.host with the port block, loopback peers allowed (the default policy denies

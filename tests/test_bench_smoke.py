@@ -64,3 +64,21 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_core_cost_runs_the_allocate_exchange(capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m bench.corecost` drives 401 then success through the core (it exits otherwise)."""
+    from bench import corecost
+
+    corecost.main(["--allocations", "50", "--repeat", "2"])
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("turn-relay core, best of 2 x 50 allocations: 401 ")
+    assert line.endswith("µs per allocation (one core, no sockets)")
+
+
+def test_core_cost_refuses_more_allocations_than_relay_ports() -> None:
+    from bench import corecost
+
+    with pytest.raises(SystemExit) as exit_info:
+        corecost.main(["--allocations", "10001"])
+    assert exit_info.value.code == 2
