@@ -203,6 +203,7 @@ def _host_port(host: str, port: int) -> str:
 # Defaults shown in --help: the config's own (turn_relay.config), so both modes agree.
 _LISTEN, _QUOTAS = relay_config.ListenConfig(), relay_config.QuotaConfig()
 _LIMIT, _SERVER = relay_config.RateLimitConfig(), relay_config.ServerConfig()
+_API = relay_config.ApiConfig()
 _PORTS = "{}-{}".format(*relay_config.DEFAULT_PORT_RANGE)
 _PORT = click.IntRange(0, 65535)
 _FILE = click.Path(dir_okay=False, path_type=Path)
@@ -318,11 +319,21 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
     "--api-port",
     type=click.IntRange(1, 65535),
     metavar="PORT",
-    help="Serve the HTTP API (GET /credentials, /healthz, /metrics) on api.listen (127.0.0.1)"
-    ":PORT. Needs --api-key-file; the URLs it hands out name --public-host, else each"
-    " --listen address.",
+    help="Serve the HTTP API (GET /credentials, /healthz, /metrics) on --api-listen"
+    ":PORT. Needs --api-key-file or --api-key-env; the URLs it hands out name --public-host,"
+    " else each --listen address.",
 )
 @click.option("--api-key-file", type=_FILE, help="HTTP API key (16+ characters), first line.")
+@click.option(
+    "--api-key-env",
+    metavar="VAR",
+    help="Environment variable holding the HTTP API key (instead of --api-key-file).",
+)
+@click.option(
+    "--api-listen",
+    metavar="ADDRESS",
+    help=f"Address the HTTP API listens on. [default: {_API.listen}]",
+)
 @click.option(
     "--public-host",
     metavar="NAME",
@@ -356,6 +367,8 @@ def serve(
     workers: int | None,
     api_port: int | None,
     api_key_file: Path | None,
+    api_key_env: str | None,
+    api_listen: str | None,
     public_host: str | None,
 ) -> None:
     try:
@@ -378,7 +391,9 @@ def serve(
             max_allocations_per_user=max_allocations_per_user,
             max_allocations=max_allocations,
             api_port=api_port,
+            api_listen=api_listen,
             api_key_file=api_key_file,
+            api_key_env=api_key_env,
             rfc5766_channels=rfc5766_channels,
             challenge_rate=challenge_rate,
             challenge_burst=challenge_burst,

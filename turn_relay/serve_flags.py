@@ -44,7 +44,9 @@ class ServeFlags:
     max_allocations_per_user: int | None = None
     max_allocations: int | None = None
     api_port: int | None = None
+    api_listen: str | None = None
     api_key_file: Path | None = None
+    api_key_env: str | None = None
     rfc5766_channels: bool | None = None
     challenge_rate: float | None = None  # auth.unauthorized_limit.per_second
     challenge_burst: int | None = None  # auth.unauthorized_limit.burst
@@ -68,6 +70,23 @@ def _section(document: Document, name: str) -> dict[str, object]:
 def _put(document: Document, section: str, key: str, value: object) -> None:
     if value is not None and value != ():
         _section(document, section)[key] = list(value) if isinstance(value, tuple) else value
+
+
+def _put_source(
+    document: Document,
+    section: str,
+    file: tuple[str, str | None],
+    env: tuple[str, str | None],
+    flag_names: tuple[str, str],
+) -> None:
+    """A secret's file or environment variable from flags; either replaces both in the file."""
+    if file[1] is not None and env[1] is not None:
+        raise ConfigError(f"give {flag_names[0]} or {flag_names[1]}, not both")
+    for chosen, other in ((file, env), (env, file)):
+        if chosen[1] is not None:
+            table = _section(document, section)
+            table.pop(other[0], None)
+            table[chosen[0]] = chosen[1]
 
 
 def _external(flags: ServeFlags, document: Document) -> dict[str, str]:
@@ -100,10 +119,13 @@ def _apply(document: Document, flags: ServeFlags) -> None:
     if flags.port_range is not None:
         low, high = flags.port_range
         _section(document, "relay")["port_range"] = {"min": low, "max": high}
-    _put(
-        document, "auth", "rest_secrets_file", str(flags.secret_file) if flags.secret_file else None
+    _put_source(
+        document,
+        "auth",
+        ("rest_secrets_file", str(flags.secret_file) if flags.secret_file else None),
+        ("rest_secrets_env", flags.secret_env),
+        ("--secret-file", "--secret-env"),
     )
-    _put(document, "auth", "rest_secrets_env", flags.secret_env)
     _put(document, "auth", "users_file", str(flags.users_file) if flags.users_file else None)
     _put(document, "peer_policy", "allowed_peers", flags.allowed_peers)
     _put(document, "peer_policy", "denied_peers", flags.denied_peers)
@@ -112,7 +134,14 @@ def _apply(document: Document, flags: ServeFlags) -> None:
     if flags.api_port is not None:
         _put(document, "api", "enabled", True)
         _put(document, "api", "port", flags.api_port)
-    _put(document, "api", "api_key_file", str(flags.api_key_file) if flags.api_key_file else None)
+    _put(document, "api", "listen", flags.api_listen)
+    _put_source(
+        document,
+        "api",
+        ("api_key_file", str(flags.api_key_file) if flags.api_key_file else None),
+        ("api_key_env", flags.api_key_env),
+        ("--api-key-file", "--api-key-env"),
+    )
     _put(document, "allocation", "rfc5766_channels", flags.rfc5766_channels)
     if flags.challenge_rate is not None or flags.challenge_burst is not None:
         auth = _section(document, "auth")

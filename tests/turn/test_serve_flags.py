@@ -188,6 +188,61 @@ def test_file_overrides_defaults_and_flags_override_the_file(tmp_path: Path) -> 
     assert overridden.auth.unauthorized_limit == RateLimitConfig(0.5, 4, 99)  # the rest kept
 
 
+def test_api_listen_and_key_from_the_environment() -> None:
+    config = load(
+        None, ServeFlags(api_port=8080, api_listen="127.0.0.2", api_key_env="TURNKIT_API_KEY")
+    )
+    assert (config.api.enabled, config.api.listen, config.api.port) == (True, "127.0.0.2", 8080)
+    assert (config.api.api_key_file, config.api.api_key_env) == (None, "TURNKIT_API_KEY")
+
+
+def test_a_secret_source_flag_replaces_the_files_other_source(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[auth]\nrest_secrets_file = "/etc/turnkit/rest-secret"\n'
+        '[api]\nenabled = true\napi_key_file = "/etc/turnkit/api-key"\n',
+    )
+    config = load(path, ServeFlags(secret_env="TURN_SECRETS", api_key_env="TURNKIT_API_KEY"))
+    assert (config.auth.rest_secrets_file, config.auth.rest_secrets_env) == (None, "TURN_SECRETS")
+    assert (config.api.api_key_file, config.api.api_key_env) == (None, "TURNKIT_API_KEY")
+    kept = load(path, ServeFlags(secret_file=tmp_path / "other"))
+    assert kept.auth.rest_secrets_file == tmp_path / "other"
+    assert kept.api.api_key_file == Path("/etc/turnkit/api-key")
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ServeFlags(secret_file=Path("s"), secret_env="S"),
+            "give --secret-file or --secret-env, not both",
+        ),
+        (
+            ServeFlags(api_port=8080, api_key_file=Path("k"), api_key_env="K"),
+            "give --api-key-file or --api-key-env, not both",
+        ),
+        (ServeFlags(api_port=8080, api_listen="api.example.com"), r"api\.listen"),
+        (ServeFlags(api_port=8080, api_key_env="1BAD"), "not an environment variable name"),
+    ],
+)
+def test_bad_api_and_secret_flags_are_named(flags: ServeFlags, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load(None, flags)
+
+
+def test_serve_check_shows_the_api_address(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.write_text("s3cret\n")
+    result = CliRunner().invoke(
+        cli.main,
+        ["serve", "--check", "--secret-file", str(secrets), "--api-port", "8080",
+         "--api-listen", "127.0.0.2", "--api-key-env", "TURNKIT_TEST_API_KEY"],
+        env={"TURNKIT_TEST_API_KEY": "an-api-key-of-24-chars!!"},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "api:     http://127.0.0.2:8080 hands out turn:127.0.0.1:3478" in result.output
+
+
 def test_external_address_alone_uses_the_derived_relay_address() -> None:
     config = load(None, ServeFlags(external=("203.0.113.7",)))
     assert config.relay.advertised("127.0.0.1") == "203.0.113.7"
@@ -212,6 +267,7 @@ SHOWN: dict[str, Callable[[TurnConfig], str]] = {
     "max_allocations_per_user": lambda c: str(c.quotas.max_allocations_per_user),
     "max_allocations": lambda c: str(c.quotas.max_allocations),
     "workers": lambda c: str(c.server.workers),
+    "api_listen": lambda c: c.api.listen,
 }
 # defaults that are a rule rather than a value (tested above and in test_relay_config)
 DESCRIBED = {
