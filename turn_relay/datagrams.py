@@ -47,6 +47,7 @@ _IP_MTU_DISCOVER = 10
 _IP_PMTUDISC_DONT = 0
 _IP_PMTUDISC_DO = 2
 CAN_SET_DONT_FRAGMENT = sys.platform.startswith("linux")
+_SOCK_NONBLOCK: int = getattr(socket, "SOCK_NONBLOCK", 0)  # non-blocking from socket(): no fcntl
 
 _MAX_INDICATED_PEERS = 1024  # per relay socket: peer addresses with a cached sender
 
@@ -141,9 +142,10 @@ def udp_socket(address: Address, *, reuse_port: bool = False) -> socket.socket:
     ``reuse_port``: share the address with the other worker processes (SO_REUSEPORT).
     """
     family = socket.AF_INET6 if family_of(address[0]) == 2 else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock = socket.socket(family, socket.SOCK_DGRAM | _SOCK_NONBLOCK)
     try:
-        sock.setblocking(False)
+        if not _SOCK_NONBLOCK:
+            sock.setblocking(False)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         if reuse_port:
@@ -279,12 +281,26 @@ class UdpListener:
 
 
 class RelaySocket:
-    """The UDP socket of one relayed transport address, facing the peers."""
+    """The UDP socket of one relayed transport address, facing the peers.
 
-    def __init__(self, shell: Shell, sock: socket.socket, address: Address) -> None:
+    Opening binds the port and nothing else. Until the allocation's first permission the socket
+    is not read: RFC 8656 drops whatever a peer sends before then, and most allocations (relay
+    candidates a WebRTC client gathers but never uses) never get one. `activate`, on the first
+    permission, sizes the receive buffer, clears DF, discards what queued up meanwhile and
+    starts reading; it costs an allocation nothing that is not used.
+    """
+
+    def __init__(
+        self,
+        shell: Shell,
+        sock: socket.socket,
+        address: Address,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         self.shell = shell
         self.sock = sock
         self.address = address
+        self._idle_loop = loop  # set until `activate`: the loop that will read the socket
         self.routes: dict[Address, Deliver] = {}  # peer -> ChannelData to the client
         self.after_batch: Callable[[], None] | None = None  # e.g. write a stream's queued frames
         # Data indications without the core: permitted peer IPs, a sender per peer seen
@@ -295,15 +311,39 @@ class RelaySocket:
 
     @classmethod
     def open(cls, shell: Shell, address: Address, loop: asyncio.AbstractEventLoop) -> RelaySocket:
-        sock = udp_socket(address)
+        """Bind ``address``; reading starts with `activate`."""
+        return cls(shell, udp_socket(address), address, loop)
+
+    @property
+    def active(self) -> bool:
+        return self._idle_loop is None
+
+    def activate(self) -> None:
+        """Start relaying (the first permission): buffer, DF, stale datagrams out, read."""
+        loop = self._idle_loop
+        if loop is None:
+            return
+        self._idle_loop = None
+        sock = self.sock
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RELAY_RECEIVE_BUFFER)
         clear_dont_fragment(sock)
-        relay = cls(shell, sock, address)
-        loop.add_reader(sock.fileno(), relay._readable)
-        return relay
+        stale = 0
+        while True:  # sent before any permission existed: dropped, as RFC 8656 9 says
+            try:
+                sock.recv(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:  # e.g. a queued ICMP error
+                continue
+            stale += 1
+        if stale:
+            self.shell.stats.dropped["peer-before-permission"] += stale
+        loop.add_reader(sock.fileno(), self._readable)
 
     def close(self, loop: asyncio.AbstractEventLoop) -> None:
-        loop.remove_reader(self.sock.fileno())
+        if self._idle_loop is None:
+            loop.remove_reader(self.sock.fileno())
+        self._idle_loop = None
         self.sock.close()
         self.routes.clear()
         self.permitted.clear()
@@ -320,6 +360,7 @@ class RelaySocket:
         self.indicated = {peer: d for peer, d in self.indicated.items() if peer[0] != ip}
 
     def send(self, data: bytes, peer: Address, dont_fragment: bool = False) -> None:
+        self.activate()  # the core sends only to permitted peers: this is a no-op then
         try:
             if dont_fragment:
                 send_dont_fragment(self.sock, data, peer)

@@ -371,10 +371,12 @@ class RelayServer:
                 if connection is not None:
                     connection.close()
             elif isinstance(action, RouteUp):
+                self._activate(action.relay)
                 self._route_up(action)
             elif isinstance(action, RouteDown):
                 self._route_down(action)
             elif isinstance(action, PermitUp):
+                self._activate(action.relay)
                 self._permit_up(action)
             else:
                 self._permit_down(action)
@@ -406,6 +408,11 @@ class RelayServer:
             logger.info("relay port %s:%d unavailable: %s", address[0], address[1], exc)
             return False
         return True
+
+    def _activate(self, address: Address) -> None:
+        relay = self.relays.get(address)
+        if relay is not None:
+            relay.activate()
 
     def _close_relay(self, address: Address) -> None:
         relay = self.relays.pop(address, None)

@@ -76,6 +76,41 @@ async def test_refresh_zero_closes_the_relay_socket() -> None:
         await client.close()
 
 
+async def test_a_relay_socket_is_read_from_its_first_permission_on() -> None:
+    """Before the first permission the relay socket is bound but unread; what a peer sent
+    meanwhile is discarded then (RFC 8656 9: no permission, no relaying), never delivered late."""
+    async with running(relay_config()) as server, echo_peer() as (peer, _):
+        client = await WireClient.over_udp(server.listening(Transport.UDP)[0])
+        relayed = await client.allocate()
+        relay = server.relays[relayed]
+        assert not relay.active and not port_is_free(relayed[1])
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as early:
+            early.bind(("127.0.0.1", 0))
+            for index in range(3):
+                early.sendto(b"too early %d" % index, relayed)
+            await asyncio.sleep(0.05)
+            assert server.core.stats.dropped["no-permission"] == 0  # nobody read them
+            assert (await client.permit(early.getsockname())).cls is MessageClass.SUCCESS
+            assert relay.active
+            assert server.stats.dropped["peer-before-permission"] == 3
+            early.sendto(b"in time", relayed)
+            message = parse(await client.receive())
+        assert message.get(attrs.Data) == attrs.Data(b"in time")  # not one of the early three
+        assert (await client.permit(peer)).cls is MessageClass.SUCCESS
+        assert server.stats.dropped["peer-before-permission"] == 3  # drained once only
+        await client.close()
+
+
+async def test_an_unused_allocation_closes_without_ever_being_read() -> None:
+    async with running(relay_config()) as server:
+        client = await WireClient.over_udp(server.listening(Transport.UDP)[0])
+        relayed = await client.allocate()
+        assert not server.relays[relayed].active
+        assert (await client.refresh(0)).get(attrs.Lifetime) == attrs.Lifetime(0)
+        assert server.relays == {} and port_is_free(relayed[1])
+        await client.close()
+
+
 async def test_allocation_expiry_is_driven_by_the_shell_timer() -> None:
     short = AllocationConfig(default_lifetime=1, max_lifetime=1)
     async with running(relay_config(allocation=short)) as server:
