@@ -232,7 +232,7 @@ class UdpListener:
                         end = 4 + ((data[2] << 8) | data[3])
                         if end <= len(data):
                             if not packets:  # the first of this wake-up leaves at once
-                                self._forward(route[0], route[1], [data[4:end]])
+                                self._send_one(route[0], data[4:end], route[1])
                                 packets, octets = 1, end - 4
                                 continue
                             if route[0] is not out or route[1] != to:
@@ -250,7 +250,7 @@ class UdpListener:
                         relay = permits.get((addr, peer[0]))
                         if relay is not None:
                             if not packets:  # the first of this wake-up leaves at once
-                                self._forward(relay, peer, [data[start:end]])
+                                self._send_one(relay, data[start:end], peer)
                                 packets, octets = 1, end - start
                                 continue
                             if relay is not out or peer != to:
@@ -272,6 +272,12 @@ class UdpListener:
                 stats = self.shell.stats
                 stats.packets_to_peer += packets
                 stats.bytes_to_peer += octets
+
+    def _send_one(self, sock: socket.socket, payload: bytes, peer: Address) -> None:
+        try:
+            sock.sendto(payload, peer)
+        except OSError:
+            self.shell.stats.dropped["peer-send-failed"] += 1
 
     def _forward(self, sock: socket.socket | None, peer: Address | None, run: list[bytes]) -> None:
         assert sock is not None and peer is not None
