@@ -41,6 +41,7 @@ MAX_DATAGRAM = 65536
 # net.core.rmem_max). The default (208 KiB) holds about 200 small datagrams: fewer than a
 # peer's answers to one stream client's read budget. Memory is used only while queued.
 RELAY_RECEIVE_BUFFER = 1 << 20
+IDLE_RECEIVE_BUFFER = 1  # before the first permission: the kernel's minimum (about 2.3 KiB)
 
 # Linux values; Python 3.11's socket module does not export them.
 _IP_MTU_DISCOVER = 10
@@ -289,11 +290,11 @@ class UdpListener:
 class RelaySocket:
     """The UDP socket of one relayed transport address, facing the peers.
 
-    Opening binds the port and nothing else. Until the allocation's first permission the socket
-    is not read: RFC 8656 drops whatever a peer sends before then, and most allocations (relay
-    candidates a WebRTC client gathers but never uses) never get one. `activate`, on the first
-    permission, sizes the receive buffer, clears DF, discards what queued up meanwhile and
-    starts reading; it costs an allocation nothing that is not used.
+    Opening binds the port (with the kernel's smallest receive buffer) and nothing else. Until
+    the allocation's first permission the socket is not read: RFC 8656 drops whatever a peer
+    sends before then, and most allocations (relay candidates a WebRTC client gathers but never
+    uses) never get one. `activate`, on the first permission, sizes the receive buffer, clears
+    DF, discards what queued up meanwhile and starts reading.
     """
 
     def __init__(
@@ -317,8 +318,14 @@ class RelaySocket:
 
     @classmethod
     def open(cls, shell: Shell, address: Address, loop: asyncio.AbstractEventLoop) -> RelaySocket:
-        """Bind ``address``; reading starts with `activate`."""
-        return cls(shell, udp_socket(address), address, loop)
+        """Bind ``address`` with the smallest receive buffer; reading starts with `activate`.
+
+        The small buffer bounds what strangers can park in the kernel for allocations nobody
+        uses (one or two datagrams each, instead of the default 208 KiB).
+        """
+        sock = udp_socket(address)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, IDLE_RECEIVE_BUFFER)
+        return cls(shell, sock, address, loop)
 
     @property
     def active(self) -> bool:

@@ -86,18 +86,19 @@ async def test_a_relay_socket_is_read_from_its_first_permission_on() -> None:
         assert not relay.active and not port_is_free(relayed[1])
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as early:
             early.bind(("127.0.0.1", 0))
-            for index in range(3):
+            for index in range(50):
                 early.sendto(b"too early %d" % index, relayed)
             await asyncio.sleep(0.05)
             assert server.core.stats.dropped["no-permission"] == 0  # nobody read them
             assert (await client.permit(early.getsockname())).cls is MessageClass.SUCCESS
             assert server.relays[relayed].active  # (not `relay.active`: mypy narrowed that)
-            assert server.stats.dropped["peer-before-permission"] == 3
+            parked = server.stats.dropped["peer-before-permission"]
+            assert 1 <= parked <= 4  # the idle buffer held a few, the kernel dropped the rest
             early.sendto(b"in time", relayed)
             message = parse(await client.receive())
-        assert message.get(attrs.Data) == attrs.Data(b"in time")  # not one of the early three
+        assert message.get(attrs.Data) == attrs.Data(b"in time")  # none of the early ones
         assert (await client.permit(peer)).cls is MessageClass.SUCCESS
-        assert server.stats.dropped["peer-before-permission"] == 3  # drained once only
+        assert server.stats.dropped["peer-before-permission"] == parked  # drained once only
         await client.close()
 
 
