@@ -341,8 +341,8 @@ class RelaySocket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RELAY_RECEIVE_BUFFER)
         clear_dont_fragment(sock)
         stale = 0
-        while True:  # sent before any permission existed: dropped, as RFC 8656 9 says
-            try:
+        for _ in range(BATCH):  # sent before any permission existed: dropped (RFC 8656 9);
+            try:  # the idle buffer holds a few at most, far fewer than BATCH
                 sock.recv(MAX_DATAGRAM)
             except (BlockingIOError, InterruptedError):
                 break
