@@ -84,6 +84,8 @@ _REJECTION_CACHE = 256
 Handler = Callable[
     [Message, FiveTuple, Authenticated, Allocation | None, float], tuple[Message, list[Change]]
 ]
+# Refresh, CreatePermission, ChannelBind: methods on the requester's own allocation
+OwnHandler = Callable[[Message, Allocation, float], tuple[Message, list[Change]]]
 
 
 class RelayCore:
@@ -116,9 +118,9 @@ class RelayCore:
         self._bind_retries = 0
         self._handlers: dict[int, Handler] = {
             Method.ALLOCATE: self._on_allocate,
-            Method.REFRESH: self._on_refresh,
-            Method.CREATE_PERMISSION: self._on_create_permission,
-            Method.CHANNEL_BIND: self._on_channel_bind,
+            Method.REFRESH: _on_own_allocation(self._allocations.refresh),
+            Method.CREATE_PERMISSION: _on_own_allocation(self._peers.create_permission),
+            Method.CHANNEL_BIND: _on_own_allocation(self._peers.channel_bind),
         }
 
     @property
@@ -409,36 +411,6 @@ class RelayCore:
             raise RequestError(437, "5-tuple already has an allocation")
         return self._allocations.allocate(request, five_tuple, auth, now)
 
-    def _on_refresh(
-        self,
-        request: Message,
-        five_tuple: FiveTuple,
-        auth: Authenticated,
-        allocation: Allocation | None,
-        now: float,
-    ) -> tuple[Message, list[Change]]:
-        return self._allocations.refresh(request, _owned(allocation, auth), now)
-
-    def _on_create_permission(
-        self,
-        request: Message,
-        five_tuple: FiveTuple,
-        auth: Authenticated,
-        allocation: Allocation | None,
-        now: float,
-    ) -> tuple[Message, list[Change]]:
-        return self._peers.create_permission(request, _owned(allocation, auth), now)
-
-    def _on_channel_bind(
-        self,
-        request: Message,
-        five_tuple: FiveTuple,
-        auth: Authenticated,
-        allocation: Allocation | None,
-        now: float,
-    ) -> tuple[Message, list[Change]]:
-        return self._peers.channel_bind(request, _owned(allocation, auth), now)
-
     # ================================================================ table changes -> actions
 
     def _apply(self, changes: list[Change]) -> list[Action]:
@@ -462,6 +434,21 @@ class RelayCore:
             elif isinstance(change, RelayReserved):
                 actions.append(OpenRelay(change.relay))
         return actions
+
+
+def _on_own_allocation(method: OwnHandler) -> Handler:
+    """A Handler that runs ``method`` on the 5-tuple's allocation, once `_owned` allows it."""
+
+    def handle(
+        request: Message,
+        five_tuple: FiveTuple,
+        auth: Authenticated,
+        allocation: Allocation | None,
+        now: float,
+    ) -> tuple[Message, list[Change]]:
+        return method(request, _owned(allocation, auth), now)
+
+    return handle
 
 
 def _owned(allocation: Allocation | None, auth: Authenticated) -> Allocation:
