@@ -21,6 +21,7 @@ import pytest
 from rtccheck.causes import CAUSE_IDS
 
 from .lab import Behaviour, Lab, NatType, Site, venv_script
+from .lab_tls import make_lab_certificates
 
 pytestmark = pytest.mark.natlab
 
@@ -98,55 +99,6 @@ class LabServers:
     ca_file: Path
 
 
-def _certificates(lab: Lab) -> tuple[Path, Path, Path]:
-    """A throwaway CA and a certificate for 203.0.113.1, made in the lab's work directory."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.UTC)
-    key = ec.generate_private_key(ec.SECP256R1())
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "natlab CA")])
-
-    def builder(subject: x509.Name, public: ec.EllipticCurvePublicKey) -> x509.CertificateBuilder:
-        return (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(ca_name)
-            .public_key(public)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-        )
-
-    ca = (
-        builder(ca_name, ca_key.public_key())
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    address = ipaddress.ip_address(lab.server_addr)
-    leaf = (
-        builder(
-            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, lab.server_addr)]), key.public_key()
-        )
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(address)]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    pem = serialization.Encoding.PEM
-    paths = (lab.workdir / "ca.pem", lab.workdir / "relay.pem", lab.workdir / "relay.key")
-    paths[0].write_bytes(ca.public_bytes(pem))
-    paths[1].write_bytes(leaf.public_bytes(pem))
-    paths[2].write_bytes(
-        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return paths
-
-
 def _relay_config(lab: Lab, cert: Path, key: Path) -> Path:
     secrets = lab.workdir / "relay-secrets"
     secrets.write_text(SECRET + "\n")
@@ -184,7 +136,8 @@ def _relay_config(lab: Lab, cert: Path, key: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def servers(lab: Lab) -> Iterator[LabServers]:
-    ca, cert, key = _certificates(lab)
+    certs = make_lab_certificates(lab.workdir / "tls", lab.server_addr)
+    ca, cert, key = certs.ca, certs.cert, certs.key
     stun = lab.popen(
         lab.inet,
         [

@@ -5,8 +5,6 @@ throwaway TLS certificates made with ``cryptography``.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import os
 import shutil
 import signal
@@ -19,10 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from turnkit_testing.tls import CertFiles, make_certificate
 
 HOST = "127.0.0.1"
 SECRET = "S"
@@ -69,71 +64,6 @@ def free_port() -> int:
 # --- certificates ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CertFiles:
-    cert: Path
-    key: Path
-    #: the CA that signed ``cert`` (the certificate itself when self-signed)
-    ca: Path
-
-
-def _key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-
-
-def _write_cert(cert: x509.Certificate, path: Path) -> None:
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-
-
-def _san(names: tuple[str, ...]) -> x509.SubjectAlternativeName:
-    entries: list[x509.GeneralName] = []
-    for name in names:
-        try:
-            entries.append(x509.IPAddress(ipaddress.ip_address(name)))
-        except ValueError:
-            entries.append(x509.DNSName(name))
-    return x509.SubjectAlternativeName(entries)
-
-
-def _validity(
-    now: datetime.datetime, valid_days: float, expired: bool
-) -> tuple[datetime.datetime, datetime.datetime]:
-    if expired:
-        return now - datetime.timedelta(days=30), now - datetime.timedelta(days=1)
-    return now - datetime.timedelta(hours=1), now + datetime.timedelta(days=valid_days)
-
-
-def _make_ca(now: datetime.datetime, path: Path) -> tuple[ec.EllipticCurvePrivateKey, x509.Name]:
-    key, name = _key(), _name("rtccheck test CA")
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    _write_cert(cert, path)
-    return key, name
-
-
 def make_certs(
     directory: Path,
     *,
@@ -143,32 +73,9 @@ def make_certs(
     expired: bool = False,
 ) -> CertFiles:
     """A leaf certificate for ``names`` signed by a fresh CA (or by itself)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.UTC)
-    not_before, not_after = _validity(now, valid_days, expired)
-    leaf_key = _key()
-    ca_path = directory / "ca.pem"
-    if self_signed:
-        issuer_key, issuer = leaf_key, _name(names[0])
-    else:
-        issuer_key, issuer = _make_ca(now, ca_path)
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(_name(names[0]))
-        .issuer_name(issuer)
-        .public_key(leaf_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(_san(names), critical=False)
-        .sign(issuer_key, hashes.SHA256())
+    return make_certificate(
+        directory, names, self_signed=self_signed, valid_days=valid_days, expired=expired
     )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    _write_cert(leaf, cert_path)
-    _write_key(leaf_key, key_path)
-    if self_signed:
-        _write_cert(leaf, ca_path)
-    return CertFiles(cert_path, key_path, ca_path)
 
 
 # --- processes ------------------------------------------------------------------------------

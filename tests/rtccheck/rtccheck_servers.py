@@ -8,8 +8,6 @@ throwaway TLS certificates (a CA and a leaf for chosen names) for turns:/stuns: 
 from __future__ import annotations
 
 import contextlib
-import datetime
-import ipaddress
 import json
 import random
 import shutil
@@ -24,11 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from rtccheck_schema_validator import report_errors
+from turnkit_testing.tls import CertFiles, make_certificate
 
 SECRET = "rtccheck-test-secret"
 COTURN_REALM = "coturn.test"
@@ -144,63 +139,12 @@ def running(
 # ---------------------------------------------------------------- certificates
 
 
-@dataclass(frozen=True)
-class Certs:
-    ca: Path
-    cert: Path
-    key: Path
+Certs = CertFiles
 
 
 def make_certs(directory: Path, names: Sequence[str], stem: str = "leaf") -> Certs:
     """A throwaway CA and a leaf certificate for ``names`` (DNS names or IP addresses)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rtccheck test CA")])
-    ca_cert = (
-        _builder(ca_name, ca_name, ca_key.public_key(), now)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    leaf_key = ec.generate_private_key(ec.SECP256R1())
-    leaf_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
-    leaf_cert = (
-        _builder(leaf_name, ca_name, leaf_key.public_key(), now)
-        .add_extension(x509.SubjectAlternativeName([_general_name(n) for n in names]), False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    pem = serialization.Encoding.PEM
-    certs = Certs(
-        directory / f"{stem}-ca.pem", directory / f"{stem}.pem", directory / f"{stem}.key"
-    )
-    certs.ca.write_bytes(ca_cert.public_bytes(pem))
-    certs.cert.write_bytes(leaf_cert.public_bytes(pem))
-    certs.key.write_bytes(
-        leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return certs
-
-
-def _builder(
-    subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePublicKey, now: datetime.datetime
-) -> x509.CertificateBuilder:
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-    )
-
-
-def _general_name(name: str) -> x509.GeneralName:
-    try:
-        return x509.IPAddress(ipaddress.ip_address(name))
-    except ValueError:
-        return x509.DNSName(name)
+    return make_certificate(directory, names, stem=f"{stem}-", valid_days=2)
 
 
 # ---------------------------------------------------------------- our servers

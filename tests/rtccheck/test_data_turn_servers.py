@@ -19,7 +19,6 @@ from click.testing import CliRunner
 from rtccheck_ice_servers import (
     HOST,
     SECRET,
-    CertFiles,
     Server,
     coturn,
     coturn_missing,
@@ -27,6 +26,7 @@ from rtccheck_ice_servers import (
     turn_relay,
 )
 from rtccheck_schema_validator import report_errors
+from turnkit_testing.tls import CertFiles
 
 from rtccheck.cli import main
 

@@ -16,7 +16,8 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 import pytest
-from rtccheck_ice_servers import HOST, CertFiles, free_port, make_certs
+from rtccheck_ice_servers import HOST, free_port, make_certs
+from turnkit_testing.tls import CertFiles
 
 from rtccheck.checks import tls
 from rtccheck.checks.base import CheckContext, CheckOptions

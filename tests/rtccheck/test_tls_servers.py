@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from rtccheck_ice_servers import HOST, CertFiles, coturn, coturn_missing, make_certs, stun_server
+from rtccheck_ice_servers import HOST, coturn, coturn_missing, make_certs, stun_server
 from rtccheck_ice_servers import turn_relay as relay
 from rtccheck_schema_validator import report_errors
+from turnkit_testing.tls import CertFiles
 
 from rtccheck.cli import main
 

@@ -275,6 +275,21 @@ async def eventually(condition: Any, timeout: float = TIMEOUT) -> None:
         await asyncio.sleep(0.01)
 
 
+async def wait_until_answering(port: int, timeout: float = 10.0) -> None:
+    """Until a turn-relay process on 127.0.0.1:``port`` answers a Binding over UDP."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        client = await WireClient.over_udp(("127.0.0.1", port))
+        try:
+            await client.exchange(Message(Method.BINDING, MessageClass.REQUEST), sign=False)
+            return
+        except TimeoutError:
+            pass
+        finally:
+            await client.close()
+    raise AssertionError("turn-relay did not start")
+
+
 def port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         try:

@@ -20,9 +20,10 @@ from relay_harness import (
     free_port,
     port_is_free,
     relay_config,
+    wait_until_answering,
 )
 
-from stun_server.wire import Message, MessageClass, Method
+from stun_server.wire import MessageClass, Method
 from stun_server.wire import attributes as attrs
 from turn_relay.config import ApiConfig, Secrets
 from turn_relay.credentials import issue
@@ -36,20 +37,6 @@ TURN_RELAY = str(Path(sys.executable).parent / "turn-relay")
 def credential(secret: str) -> tuple[str, str]:
     issued = issue(secret, "proc", 600, time.time())
     return issued.username, issued.password
-
-
-async def wait_until_answering(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        client = await WireClient.over_udp(("127.0.0.1", port))
-        try:
-            await client.exchange(Message(Method.BINDING, MessageClass.REQUEST), sign=False)
-            return
-        except TimeoutError:
-            pass
-        finally:
-            await client.close()
-    raise AssertionError("turn-relay did not start")
 
 
 async def test_serve_reloads_on_sighup_and_stops_on_sigterm(tmp_path: Path) -> None:

@@ -17,9 +17,10 @@ from relay_harness import (
     echo_peer,
     free_port,
     port_is_free,
+    wait_until_answering,
 )
 
-from stun_server.wire import Message, MessageClass, Method
+from stun_server.wire import MessageClass, Method
 from stun_server.wire import attributes as attrs
 from turn_relay.credentials import issue
 from turn_relay.workers import split_ports
@@ -37,20 +38,6 @@ def credential(secret: str) -> tuple[str, str]:
 
 def block_of(port: int) -> int:
     return next(i for i, (low, high) in enumerate(BLOCKS) if low <= port <= high)
-
-
-async def wait_until_answering(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        client = await WireClient.over_udp(("127.0.0.1", port))
-        try:
-            await client.exchange(Message(Method.BINDING, MessageClass.REQUEST), sign=False)
-            return
-        except TimeoutError:
-            pass
-        finally:
-            await client.close()
-    raise AssertionError("turn-relay did not start")
 
 
 def test_split_ports_is_disjoint_and_complete() -> None:
