@@ -66,15 +66,21 @@ def process_tree(pid: int) -> list[int]:
 
 def cpu_seconds(pids: Sequence[int]) -> float:
     """User + system CPU seconds of the given processes and their reaped children."""
-    ticks = 0
+    return sum(cpu_split(pids))
+
+
+def cpu_split(pids: Sequence[int]) -> tuple[float, float]:
+    """(user, system) CPU seconds of the given processes and their reaped children."""
+    user = system = 0
     for pid in pids:
         fields = _stat_fields(pid)
         if fields is None:
             continue
         # after the name: state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
         # utime stime cutime cstime ...
-        ticks += sum(int(f) for f in fields[11:15])
-    return ticks / CLK_TCK
+        user += int(fields[11]) + int(fields[13])
+        system += int(fields[12]) + int(fields[14])
+    return user / CLK_TCK, system / CLK_TCK
 
 
 def tree_cpu_seconds(pid: int) -> float:
@@ -83,13 +89,7 @@ def tree_cpu_seconds(pid: int) -> float:
 
 def tree_cpu_split(pid: int) -> tuple[float, float]:
     """(user, system) CPU seconds of ``pid``, its descendants and their reaped children."""
-    user = system = 0
-    for each in process_tree(pid):
-        fields = _stat_fields(each)
-        if fields is not None:
-            user += int(fields[11]) + int(fields[13])
-            system += int(fields[12]) + int(fields[14])
-    return user / CLK_TCK, system / CLK_TCK
+    return cpu_split(process_tree(pid))
 
 
 def _status_kib(pid: int, key: str) -> int:

@@ -75,8 +75,10 @@ def send_many(
 ) -> int:
     """Send ``payloads`` to ``address`` in order, each behind ``header`` + its 2-byte length
     when ``header`` (a channel number) is given; returns how many could not be sent."""
-    failed = 0
-    count, index = len(payloads), 0
+    count = len(payloads)
+    if count == 1:  # the common case at call rates: one datagram per wake-up
+        return send_one(sock, address, payloads[0], header)
+    failed = index = 0
     while index < count:
         first = payloads[index]
         size = len(first)
@@ -87,10 +89,7 @@ def send_many(
             while end < limit and len(payloads[end]) == size:
                 end += 1
         if end - index == 1:
-            try:
-                sock.sendto(header + size.to_bytes(2, "big") + first if header else first, address)
-            except OSError:
-                failed += 1
+            failed += send_one(sock, address, first, header)
         else:
             run = payloads[index:end]
             if header:
@@ -99,6 +98,20 @@ def send_many(
             failed += _send_segments(sock, address, run, segment, header)
         index = end
     return failed
+
+
+def send_one(
+    sock: socket.socket, address: Address, payload: bytes | memoryview, header: bytes = b""
+) -> int:
+    """`send_many` for one payload: 1 if it could not be sent, else 0."""
+    try:
+        if header:
+            sock.sendto(header + len(payload).to_bytes(2, "big") + payload, address)
+        else:
+            sock.sendto(payload, address)
+    except OSError:
+        return 1
+    return 0
 
 
 def _send_segments(
@@ -275,9 +288,7 @@ class UdpListener:
                 stats.bytes_to_peer += octets
 
     def _send_one(self, sock: socket.socket, payload: bytes, peer: Address) -> None:
-        try:
-            sock.sendto(payload, peer)
-        except OSError:
+        if send_one(sock, peer, payload):
             self.shell.stats.dropped["peer-send-failed"] += 1
 
     def _forward(self, sock: socket.socket | None, peer: Address | None, run: list[bytes]) -> None:

@@ -500,17 +500,6 @@ def _udp_deliver(
     sock = listener.sock
 
     def deliver(payloads: list[bytes]) -> None:
-        if len(payloads) == 1:  # the common case at call rates: one datagram per wake-up
-            payload = payloads[0]
-            size = len(payload)
-            try:
-                sock.sendto(header + size.to_bytes(2, "big") + payload, client)
-            except OSError:
-                stats.dropped["client-send-failed"] += 1
-                return
-            stats.packets_to_client += 1
-            stats.bytes_to_client += size
-            return
         failed = send_many(sock, client, payloads, header)
         if failed:
             stats.dropped["client-send-failed"] += failed
