@@ -33,16 +33,17 @@ from typing import Any
 import click
 
 from rtccheck.checks import FAMILIES, CheckContext, CheckOptions, Family
+from rtccheck.checks.base import DEFAULT_LIFETIME_MAX_S
 from rtccheck.credential_service import ServerClock
 from rtccheck.inputs import InputError, InputSpec, gather_inputs, target_info
 from rtccheck.junit import write_junit
 from rtccheck.option_values import (
     check_ca_file,
     parse_nameserver,
+    parse_port_range,
     parse_server_date,
     read_secret_file,
 )
-from rtccheck.probe_settings import DEFAULT_LIFETIME_MAX_S, parse_port_range
 from rtccheck.render import make_console, progress_display, render_report
 from rtccheck.requirements import CAPABILITIES, parse_requirements
 from rtccheck.results import ExitCode, Report, build_report, report_to_json

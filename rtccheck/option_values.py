@@ -81,3 +81,14 @@ def check_ca_file(path: Path) -> Path:
     except (ssl.SSLError, OSError) as error:
         raise ValueError(f"--ca-file {path}: not a PEM CA certificate file ({error})") from None
     return path
+
+
+def parse_port_range(text: str) -> tuple[int, int]:
+    """``"49152-65535"`` -> (49152, 65535); ValueError with a hint otherwise."""
+    low, dash, high = text.strip().partition("-")
+    if not dash or not low.strip().isdigit() or not high.strip().isdigit():
+        raise ValueError(f"{text!r} is not a port range MIN-MAX, e.g. 49152-65535")
+    first, last = int(low), int(high)
+    if not 1 <= first <= last <= 65535:
+        raise ValueError(f"{text!r}: need 1 <= MIN <= MAX <= 65535")
+    return first, last

@@ -32,6 +32,10 @@ class Nameserver:
     port: int = 53
 
 
+#: how long the NAT mapping-lifetime estimate may take at most, when asked for
+DEFAULT_LIFETIME_MAX_S = 120.0
+
+
 @dataclass(frozen=True)
 class CheckOptions:
     #: TURN REST shared secret (to recompute passwords)
@@ -55,7 +59,7 @@ class CheckOptions:
     expect_relay_ports: tuple[int, int] | None = None
     #: estimate how long NAT mappings live (the nat check then takes up to nat_lifetime_max_s)
     nat_lifetime: bool = False
-    nat_lifetime_max_s: float | None = None
+    nat_lifetime_max_s: float = DEFAULT_LIFETIME_MAX_S
 
 
 @dataclass(frozen=True)

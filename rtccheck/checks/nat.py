@@ -32,7 +32,6 @@ from rtccheck.nat import (
 )
 from rtccheck.nat_probe import NatProbeSettings, NatServer, NatTrace, observe
 from rtccheck.probe.connect import ServerEndpoint
-from rtccheck.probe_settings import ProbeSettings, probe_settings
 from rtccheck.results import CheckResult, JsonValue, Metrics, Status
 from rtccheck.uri import IceServer
 
@@ -42,10 +41,7 @@ _FINE = (TurnNeed.ONLY_FOR_PEERS_WITHOUT_UDP, TurnNeed.FOR_SYMMETRIC_PEERS)
 
 
 async def run(ctx: CheckContext) -> list[CheckResult]:
-    return await run_with(ctx, probe_settings(ctx.options))
-
-
-async def run_with(ctx: CheckContext, settings: ProbeSettings) -> list[CheckResult]:
+    settings = ctx.options
     servers = udp_servers(ctx.targets)
     if not servers:
         return [_nothing_to_check()]

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from rtccheck.causes import CauseId
-from rtccheck.checks.base import CheckContext
+from rtccheck.checks.base import CheckContext, CheckOptions
 from rtccheck.checks.turn import Target, explain, new_session, plan
 from rtccheck.forbidden_peers import FORBIDDEN_PEERS, PEER_PORT, ForbiddenPeer
 from rtccheck.probe.auth import AuthCache
@@ -29,7 +29,6 @@ from rtccheck.probe.connect import connect
 from rtccheck.probe.errors import FailureKind, ProbeError
 from rtccheck.probe.messages import FAMILY_IPV4, FAMILY_IPV6
 from rtccheck.probe.turn import TurnSession, allocation
-from rtccheck.probe_settings import ProbeSettings, probe_settings
 from rtccheck.results import CheckResult, JsonValue, Status
 
 CAPABILITY = ("policy",)
@@ -66,10 +65,7 @@ def outcome_of(peer: ForbiddenPeer, error: ProbeError | None) -> PeerOutcome:
 
 
 async def run(ctx: CheckContext) -> list[CheckResult]:
-    return await run_with(ctx, probe_settings(ctx.options))
-
-
-async def run_with(ctx: CheckContext, settings: ProbeSettings) -> list[CheckResult]:
+    settings = ctx.options
     targets = one_per_server(plan(ctx.targets)[0])
     if not targets:
         return [_nothing_to_check()]
@@ -89,7 +85,7 @@ class Auditor:
 
     target: Target
     ctx: CheckContext
-    settings: ProbeSettings
+    settings: CheckOptions
     cache: AuthCache = field(default_factory=AuthCache)
 
     async def permissions(self, peers: tuple[ForbiddenPeer, ...], family: int) -> list[PeerOutcome]:
@@ -106,7 +102,7 @@ class Auditor:
                 return await ask_permissions(session, peers)
 
 
-async def audit(target: Target, ctx: CheckContext, settings: ProbeSettings) -> CheckResult:
+async def audit(target: Target, ctx: CheckContext, settings: CheckOptions) -> CheckResult:
     auditor = Auditor(target, ctx, settings)
     try:
         outcomes = await auditor.permissions(FORBIDDEN_PEERS, FAMILY_IPV4)

@@ -28,7 +28,6 @@ from rtccheck.probe import messages
 from rtccheck.probe.connect import Connection, ServerEndpoint, Transport, connect
 from rtccheck.probe.errors import FailureKind, ProbeError
 from rtccheck.probe.messages import BindingAnswer, format_address
-from rtccheck.probe_settings import probe_settings
 from rtccheck.results import CheckResult, JsonValue, Status
 from rtccheck.uri import IceServer
 
@@ -88,15 +87,14 @@ async def run_probe(probe: Probe, ctx: CheckContext) -> CheckResult:
     try:
         answered = await binding(probe.endpoint, ctx)
     except ProbeError as error:
-        return failed(probe, error, ctx.timeout, ca_file=probe_settings(ctx.options).ca_file)
+        return failed(probe, error, ctx.timeout, ca_file=ctx.options.ca_file)
     return passed(probe, answered)
 
 
 async def binding(endpoint: ServerEndpoint, ctx: CheckContext) -> Answered:
     """One Binding transaction to ``endpoint``; ProbeError when it gets no usable answer."""
-    settings = probe_settings(ctx.options)
     async with connect(
-        endpoint, clock=ctx.monotonic, timeout=ctx.timeout, ca_file=settings.ca_file
+        endpoint, clock=ctx.monotonic, timeout=ctx.timeout, ca_file=ctx.options.ca_file
     ) as connection:
         return await _exchange(connection, ctx.timeout)
 

@@ -23,7 +23,7 @@ import asyncio
 from dataclasses import dataclass
 
 from rtccheck.causes import CauseId
-from rtccheck.checks.base import CheckContext
+from rtccheck.checks.base import CheckContext, CheckOptions
 from rtccheck.diagnosis import Diagnosis, diagnosed
 from rtccheck.explain.transport import explain_failure
 from rtccheck.explain.turn_errors import (
@@ -37,7 +37,6 @@ from rtccheck.probe.connect import Connection, ServerEndpoint, connect
 from rtccheck.probe.errors import FailureKind, ProbeError
 from rtccheck.probe.messages import AllocateAnswer, format_address
 from rtccheck.probe.turn import TurnSession, allocation
-from rtccheck.probe_settings import ProbeSettings, probe_settings
 from rtccheck.relay_loop import Leg, LoopOutcome, is_forbidden, run_loop
 from rtccheck.relay_sanity import judge_relay
 from rtccheck.results import CheckResult, JsonValue, Metrics, Status
@@ -62,11 +61,7 @@ class Target:
 
 
 async def run(ctx: CheckContext) -> list[CheckResult]:
-    return await run_with(ctx, probe_settings(ctx.options))
-
-
-async def run_with(ctx: CheckContext, settings: ProbeSettings) -> list[CheckResult]:
-    """The check with explicit probe settings (expected relay address, port range, CA)."""
+    settings = ctx.options  # expected relay address and port range, CA file
     targets, skipped = plan(ctx.targets)
     if not targets and not skipped:
         return [_nothing_to_check()]
@@ -88,7 +83,7 @@ def by_host(targets: list[Target]) -> list[list[Target]]:
 
 
 async def check_in_turn(
-    group: list[Target], ctx: CheckContext, settings: ProbeSettings, cache: AuthCache
+    group: list[Target], ctx: CheckContext, settings: CheckOptions, cache: AuthCache
 ) -> list[tuple[Target, list[CheckResult]]]:
     return [(target, await check_target(target, ctx, settings, cache)) for target in group]
 
@@ -115,7 +110,7 @@ def plan(servers: tuple[IceServer, ...]) -> tuple[list[Target], list[CheckResult
 
 
 async def check_target(
-    target: Target, ctx: CheckContext, settings: ProbeSettings, cache: AuthCache
+    target: Target, ctx: CheckContext, settings: CheckOptions, cache: AuthCache
 ) -> list[CheckResult]:
     session: TurnSession | None = None
     try:
@@ -146,7 +141,7 @@ async def _allocated(
     session: TurnSession,
     connection: Connection,
     ctx: CheckContext,
-    settings: ProbeSettings,
+    settings: CheckOptions,
 ) -> list[CheckResult]:
     async with allocation(session) as answer:
         sanity = relay_result(target, answer, connection.remote[0], settings)
@@ -201,7 +196,7 @@ def allocated_result(
 
 
 def relay_result(
-    target: Target, answer: AllocateAnswer, server_ip: str, settings: ProbeSettings
+    target: Target, answer: AllocateAnswer, server_ip: str, settings: CheckOptions
 ) -> CheckResult:
     judgement = judge_relay(
         answer.relayed,
@@ -235,7 +230,7 @@ async def relay_data_result(
     first: TurnSession,
     first_answer: AllocateAnswer,
     ctx: CheckContext,
-    settings: ProbeSettings,
+    settings: CheckOptions,
 ) -> CheckResult:
     try:
         async with connect(
@@ -361,7 +356,7 @@ def explain(
     target: Target, error: ProbeError, session: TurnSession | None, ctx: CheckContext
 ) -> Diagnosis:
     if error.kind is not FailureKind.ERROR_RESPONSE or error.code is None:
-        ca_file = probe_settings(ctx.options).ca_file
+        ca_file = ctx.options.ca_file
         return explain_failure(error, target.endpoint, ctx.timeout, ca_file=ca_file)
     realm = session.auth.realm if session is not None else None
     if error.code == 401 and error.after_challenge and target.server.username is not None:

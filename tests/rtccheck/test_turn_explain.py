@@ -21,9 +21,9 @@ from rtccheck.explain.turn_errors import (
     explain_rejected_credentials,
     explain_unauthorized,
 )
+from rtccheck.option_values import parse_port_range
 from rtccheck.probe.connect import ServerEndpoint
 from rtccheck.probe.errors import FailureKind, ProbeError, from_os_error
-from rtccheck.probe_settings import parse_port_range
 from rtccheck.relay_sanity import judge_relay
 from rtccheck.results import Status
 from rtccheck.tlsinfo.trust import certificate_diagnosis
