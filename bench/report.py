@@ -30,17 +30,17 @@ class Summary:
     attempted: int
     rate: float | None
     unit: str
-    rate_min: float | None
-    rate_max: float | None
-    mbit_per_s: float | None
-    server_cpu: float | None
-    load_cpu: float | None
-    other_cpu: float | None
-    softirq_cpu: float | None
-    loss: float | None
-    server_rss_kib: int | None
-    ratio: float | None  # this server's median / the baseline's median, same scenario
-    note: str
+    rate_min: float | None = None
+    rate_max: float | None = None
+    mbit_per_s: float | None = None
+    server_cpu: float | None = None
+    load_cpu: float | None = None
+    other_cpu: float | None = None
+    softirq_cpu: float | None = None
+    loss: float | None = None
+    server_rss_kib: int | None = None
+    ratio: float | None = None  # this server's median / the baseline's median, same scenario
+    note: str = ""
     quiet_rate: float | None = None  # median over the runs where other processes were quiet
     quiet_runs: int = 0
 
@@ -111,16 +111,6 @@ def summarize(
                 attempted=0,
                 rate=None,
                 unit="",
-                rate_min=None,
-                rate_max=None,
-                mbit_per_s=None,
-                server_cpu=None,
-                load_cpu=None,
-                other_cpu=None,
-                softirq_cpu=None,
-                loss=None,
-                server_rss_kib=None,
-                ratio=None,
                 note=f"skipped: {why}",
             )
         )
@@ -148,15 +138,6 @@ def _extra_rows(
                 unit=unit,
                 rate_min=min(values) if values else None,
                 rate_max=max(values) if values else None,
-                mbit_per_s=None,
-                server_cpu=None,
-                load_cpu=None,
-                other_cpu=None,
-                softirq_cpu=None,
-                loss=None,
-                server_rss_kib=None,
-                ratio=None,
-                note="",
             )
         )
         if server == BASELINE:
