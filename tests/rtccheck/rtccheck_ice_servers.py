@@ -12,11 +12,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from turnkit_testing.tls import CertFiles, make_certificate
 
 HOST = "127.0.0.1"
@@ -238,3 +239,37 @@ def stun_server(workdir: Path, *, certs: CertFiles | None = None) -> Iterator[Se
         argv += ["--tls-port", str(tls_port)]
     with _running(argv, workdir, port, tls_port) as server:
         yield server
+
+
+# --- both relays with TLS, for parametrised fixtures -----------------------------------------
+
+
+def _coturn_with(workdir: Path, certs: CertFiles) -> AbstractContextManager[Server]:
+    return coturn(workdir, certs=certs)
+
+
+def _turn_relay_with(workdir: Path, certs: CertFiles) -> AbstractContextManager[Server]:
+    return turn_relay(workdir, certs=certs)
+
+
+ServerFactory = Callable[[Path, CertFiles], AbstractContextManager[Server]]
+
+#: fixture params: coturn (interop tier, skipped without turnserver) and turn-relay
+TLS_SERVERS = [
+    pytest.param(
+        _coturn_with,
+        id="coturn",
+        marks=[
+            pytest.mark.interop,
+            pytest.mark.skipif(coturn_missing(), reason="coturn's turnserver is not installed"),
+        ],
+    ),
+    pytest.param(_turn_relay_with, id="turn-relay"),
+]
+
+
+def serve_with_certs(factory: ServerFactory, tmp_path: Path) -> Iterator[tuple[Server, CertFiles]]:
+    """The body of a ``tls_server`` fixture over `TLS_SERVERS`: fresh certificates, the server."""
+    certs = make_certs(tmp_path / "certs")
+    with factory(tmp_path / "server", certs) as server:
+        yield server, certs

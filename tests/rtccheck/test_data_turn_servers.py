@@ -9,8 +9,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,12 @@ from click.testing import CliRunner
 from rtccheck_ice_servers import (
     HOST,
     SECRET,
+    TLS_SERVERS,
     Server,
     coturn,
     coturn_missing,
     make_certs,
+    serve_with_certs,
     turn_relay,
 )
 from rtccheck_schema_validator import report_errors
@@ -30,31 +31,14 @@ from turnkit_testing.tls import CertFiles
 
 from rtccheck.cli import main
 
-ServerFactory = Callable[[Path, CertFiles], AbstractContextManager[Server]]
 needs_coturn = pytest.mark.skipif(coturn_missing(), reason="coturn's turnserver is not installed")
 
 
-def _coturn(workdir: Path, certs: CertFiles) -> AbstractContextManager[Server]:
-    return coturn(workdir, certs=certs)
-
-
-def _relay(workdir: Path, certs: CertFiles) -> AbstractContextManager[Server]:
-    return turn_relay(workdir, certs=certs)
-
-
-@pytest.fixture(
-    params=[
-        pytest.param(_coturn, id="coturn", marks=[pytest.mark.interop, needs_coturn]),
-        pytest.param(_relay, id="turn-relay"),
-    ]
-)
+@pytest.fixture(params=TLS_SERVERS)
 def tls_server(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[Server, CertFiles]]:
-    certs = make_certs(tmp_path / "certs")
-    factory: ServerFactory = request.param
-    with factory(tmp_path / "server", certs) as server:
-        yield server, certs
+    yield from serve_with_certs(request.param, tmp_path)
 
 
 def run_data(*args: str) -> dict[str, Any]:

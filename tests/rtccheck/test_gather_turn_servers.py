@@ -4,8 +4,7 @@ over UDP, TCP and TLS, and failures set up on purpose with their cause in the JS
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,50 +13,22 @@ from click.testing import CliRunner
 from rtccheck_ice_servers import (
     HOST,
     SECRET,
+    TLS_SERVERS,
     Server,
-    coturn,
-    coturn_missing,
     free_port,
-    make_certs,
-    turn_relay,
+    serve_with_certs,
 )
 from rtccheck_schema_validator import report_errors
 from turnkit_testing.tls import CertFiles
 
 from rtccheck.cli import main
 
-ServerFactory = Callable[[Path, CertFiles], AbstractContextManager[Server]]
 
-
-def _coturn(workdir: Path, certs: CertFiles) -> AbstractContextManager[Server]:
-    return coturn(workdir, certs=certs)
-
-
-def _relay(workdir: Path, certs: CertFiles) -> AbstractContextManager[Server]:
-    return turn_relay(workdir, certs=certs)
-
-
-SERVERS = [
-    pytest.param(
-        _coturn,
-        id="coturn",
-        marks=[
-            pytest.mark.interop,
-            pytest.mark.skipif(coturn_missing(), reason="coturn's turnserver is not installed"),
-        ],
-    ),
-    pytest.param(_relay, id="turn-relay"),
-]
-
-
-@pytest.fixture(params=SERVERS)
+@pytest.fixture(params=TLS_SERVERS)
 def tls_server(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[Server, CertFiles]]:
-    certs = make_certs(tmp_path / "certs")
-    factory: ServerFactory = request.param
-    with factory(tmp_path / "server", certs) as server:
-        yield server, certs
+    yield from serve_with_certs(request.param, tmp_path)
 
 
 def run_gather(*args: str) -> dict[str, Any]:
