@@ -91,6 +91,11 @@ class _DatagramProtocol(asyncio.DatagramProtocol):
         self.receiver.channel_failed(from_os_error(exc))
 
 
+def _local_address(transport: asyncio.BaseTransport) -> Address:
+    host, port = transport.get_extra_info("sockname")[:2]
+    return str(host), int(port)
+
+
 class DatagramChannel:
     """A UDP socket; connected to one server (ICMP errors reported) or open to any."""
 
@@ -102,8 +107,7 @@ class DatagramChannel:
 
     @property
     def local_address(self) -> Address:
-        host, port = self._transport.get_extra_info("sockname")[:2]
-        return str(host), int(port)
+        return _local_address(self._transport)
 
     def send(self, data: bytes, destination: Address | None = None) -> None:
         if self._transport.is_closing():
@@ -200,8 +204,7 @@ class StreamChannel:
 
     @property
     def local_address(self) -> Address:
-        host, port = self._transport.get_extra_info("sockname")[:2]
-        return str(host), int(port)
+        return _local_address(self._transport)
 
     def send(self, data: bytes, destination: Address | None = None) -> None:
         if self._transport.is_closing():
