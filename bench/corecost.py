@@ -21,11 +21,11 @@ from pathlib import Path
 
 from bench import servers
 from bench import turnmsg as tm
-from turn_relay.actions import Action, ToClient
-from turn_relay.allocation import FiveTuple, Transport
-from turn_relay.assembly import build_core
 from turn_relay.config import load, load_secrets
-from turn_relay.core import RelayCore
+from turn_relay.config.wiring import build_core
+from turn_relay.core.actions import Action, ToClient
+from turn_relay.core.allocation import FiveTuple, Transport
+from turn_relay.core.relay import RelayCore
 
 SERVER = ("127.0.0.1", 3478)
 

@@ -220,7 +220,7 @@ def _toml_str(value: object) -> str:
 # (ARCHITECTURE.md). The CLIs may land before the servers; until then the role is skipped.
 _TURNKIT_PARTS: dict[Role, tuple[str, tuple[str, ...]]] = {
     "stun": ("stun-server", ("stun_server.cli", "stun_server.server")),
-    "turn": ("turn-relay", ("turn_relay.cli", "turn_relay.server")),
+    "turn": ("turn-relay", ("turn_relay.cli", "turn_relay.shell.server")),
 }
 
 

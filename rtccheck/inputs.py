@@ -19,7 +19,7 @@ from rtccheck.causes import CauseId
 from rtccheck.credential_service import CredentialServiceError, ServerClock, fetch_ice_servers
 from rtccheck.results import CheckResult, Status, TargetInfo
 from rtccheck.uri import IceServer, UriError, parse_uri
-from turn_relay.credentials import issue
+from turn_relay.auth.credentials import issue
 
 __all__ = [
     "IceServer",

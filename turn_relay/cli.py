@@ -10,10 +10,10 @@ from typing import Any
 import click
 
 from turn_relay import config as relay_config
+from turn_relay.auth.credentials import DEFAULT_SEPARATOR, check_user, issue
 from turn_relay.config import AuthConfig, ConfigError, Secrets, TurnConfig
-from turn_relay.credentials import DEFAULT_SEPARATOR, check_user, issue
-from turn_relay.serve_flags import ServeFlags, parse_port_range
-from turn_relay.serve_flags import load as load_with_flags
+from turn_relay.config.flags import ServeFlags, parse_port_range
+from turn_relay.config.flags import load as load_with_flags
 
 _MAIN_HELP = """TURN relay with time-limited (TURN REST) credentials.
 
@@ -164,7 +164,7 @@ def start_server(config: TurnConfig, secrets: Secrets, **options: Any) -> None:
 
     ``options``: ``log_level`` of `turn_relay.runner.run_relay`.
     """
-    from turn_relay.runner import run_relay
+    from turn_relay.shell.process import run_relay
 
     try:
         run_relay(config, secrets, **options)

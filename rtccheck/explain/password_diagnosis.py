@@ -10,7 +10,7 @@ import base64
 import hmac
 from collections.abc import Callable
 
-from turn_relay.credentials import rest_password
+from turn_relay.auth.credentials import rest_password
 
 Variant = Callable[[str, str], str]
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from turn_relay.credentials import parse_username
+from turn_relay.auth.credentials import parse_username
 
 _LEADING_STAMP = re.compile(r"^(\d{9,13})([^A-Za-z0-9])(.*)$", re.DOTALL)
 _TRAILING_STAMP = re.compile(r"^(.*?)([^A-Za-z0-9])(\d{9,13})$", re.DOTALL)

@@ -38,7 +38,7 @@ from rtccheck.ice.agent import (
 from rtccheck.ice.exchange import echo, probe
 from rtccheck.tlsinfo.trust import client_context
 from rtccheck.uri import IceServer, parse_uri
-from turn_relay.credentials import issue
+from turn_relay.auth.credentials import issue
 
 #: how long the callee echoes at most, waiting for its stdin to close
 ECHO_LIMIT_S = 30.0

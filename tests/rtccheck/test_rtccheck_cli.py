@@ -20,7 +20,7 @@ from rtccheck_schema_validator import report_errors
 from rtccheck.checks import FAMILIES
 from rtccheck.checks.base import pending
 from rtccheck.cli import Runtime, family_command, main
-from turn_relay.credentials import rest_password
+from turn_relay.auth.credentials import rest_password
 
 NOW = 1_700_000_000.0
 VALID_USER = "1700003600:alice"

@@ -15,7 +15,7 @@ from rtccheck.explain.password_diagnosis import GENERIC_CAUSE, diagnose_mismatch
 from rtccheck.explain.username_shape import Shape, analyse_username
 from rtccheck.results import CheckResult, Status
 from rtccheck.uri import parse_uri
-from turn_relay.credentials import rest_password
+from turn_relay.auth.credentials import rest_password
 
 NOW = 1_700_000_000.0
 

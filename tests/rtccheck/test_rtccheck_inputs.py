@@ -21,7 +21,7 @@ from rtccheck.inputs import (
     target_info,
 )
 from rtccheck.results import Status
-from turn_relay.credentials import rest_password
+from turn_relay.auth.credentials import rest_password
 
 NOW = 1_700_000_000.0
 

@@ -35,7 +35,7 @@ from rtccheck_servers import (
 from rtccheck.checks.base import CheckContext
 from rtccheck.probe import Credentials, ServerEndpoint, TurnSession, allocation, connect
 from rtccheck.uri import parse_uri
-from turn_relay.credentials import issue, rest_password
+from turn_relay.auth.credentials import issue, rest_password
 
 ADVERTISED_PRIVATE = "10.20.30.40"
 LOOPBACK_PEERS = ("127.0.0.0/8",)

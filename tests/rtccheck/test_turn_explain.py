@@ -28,7 +28,7 @@ from rtccheck.relay_sanity import judge_relay
 from rtccheck.results import Status
 from rtccheck.tlsinfo.trust import certificate_diagnosis
 from rtccheck.uri import parse_uri
-from turn_relay.credentials import rest_password
+from turn_relay.auth.credentials import rest_password
 
 NOW = 1_700_000_000.0
 SECRET = "s3cret"

@@ -28,7 +28,7 @@ from stun_server.wire import (
     stream_frame_length,
 )
 from stun_server.wire import attributes as attrs
-from turn_relay.allocation import Address
+from turn_relay.auth.credentials import issue
 from turn_relay.config import (
     AllocationConfig,
     AuthConfig,
@@ -40,8 +40,8 @@ from turn_relay.config import (
     ServerConfig,
     TurnConfig,
 )
-from turn_relay.credentials import issue
-from turn_relay.server import RelayServer
+from turn_relay.core.allocation import Address
+from turn_relay.shell.server import RelayServer
 
 # shared with every tier; kept under these names for the relay tests
 free_port = turnkit_testing.free_port

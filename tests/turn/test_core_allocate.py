@@ -22,7 +22,7 @@ from turn_testkit import (
 
 from stun_server.wire import Message, MessageClass, Method, UnknownAttribute, verify_integrity
 from stun_server.wire import attributes as attrs
-from turn_relay.allocation import FAMILY_IPV4, FAMILY_IPV6
+from turn_relay.core.allocation import FAMILY_IPV4, FAMILY_IPV6
 
 
 def test_allocate_success_carries_the_rfc_attributes() -> None:
@@ -286,7 +286,7 @@ def test_total_quota_is_486() -> None:
 
 
 def test_advertised_address_is_what_the_client_sees() -> None:
-    from turn_relay.settings import RelayAddress
+    from turn_relay.core.settings import RelayAddress
 
     core = make_core(relays=(RelayAddress("127.0.0.1", "203.0.113.10"),))
     client = Client.rest(core, T0)

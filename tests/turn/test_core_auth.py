@@ -19,8 +19,9 @@ from turn_testkit import (
 
 from stun_server.wire import Message, MessageClass, Method, encode, long_term_key, verify_integrity
 from stun_server.wire import attributes as attrs
-from turn_relay.auth import LongTermAuth, UnauthorizedRateLimiter
-from turn_relay.credentials import issue
+from turn_relay.auth.challenge import UnauthorizedRateLimiter
+from turn_relay.auth.credentials import issue
+from turn_relay.auth.longterm import LongTermAuth
 
 
 def allocate_request() -> Message:
@@ -251,7 +252,7 @@ def test_unexpired_credential_refreshes_normally() -> None:
 
 def test_stream_clients_are_not_rate_limited_for_challenges() -> None:
     """The 401 limiter is against reflection from spoofed UDP sources; TCP proved its source."""
-    from turn_relay.allocation import Transport
+    from turn_relay.core.allocation import Transport
 
     core = make_core(limiter=UnauthorizedRateLimiter(per_second=1.0, burst=1))
     client = Client.rest(core, T0)

@@ -21,11 +21,11 @@ from turn_testkit import (
 
 from stun_server.wire import Message, MessageClass, Method, encode
 from stun_server.wire import attributes as attrs
-from turn_relay.auth import UnauthorizedRateLimiter
-from turn_relay.authenticate import FAILURE_REASONS, NONCE_REASONS
-from turn_relay.core import RelayCore
-from turn_relay.credentials import issue
-from turn_relay.metrics import HELP, DataPathStats, prometheus_text, snapshot
+from turn_relay.auth.authenticate import FAILURE_REASONS, NONCE_REASONS
+from turn_relay.auth.challenge import UnauthorizedRateLimiter
+from turn_relay.auth.credentials import issue
+from turn_relay.core.relay import RelayCore
+from turn_relay.shell.metrics import HELP, DataPathStats, prometheus_text, snapshot
 
 
 def failures(core: RelayCore) -> dict[str, int]:

@@ -23,7 +23,7 @@ from turn_testkit import (
 
 from stun_server.wire import Message, MessageClass, Method, encode
 from stun_server.wire import attributes as attrs
-from turn_relay.allocation import Transport
+from turn_relay.core.allocation import Transport
 
 
 def test_channel_bind_routes_both_ways() -> None:

@@ -9,8 +9,8 @@ from turn_testkit import PEER, RELAY_V4, RELAY_V6, T0, ToClient, ToPeer, allocat
 
 from stun_server.wire import Message, MessageClass, Method, UnknownAttribute, encode, parse
 from stun_server.wire import attributes as attrs
-from turn_relay.allocation import FAMILY_IPV6
-from turn_relay.fastpath import (
+from turn_relay.core.allocation import FAMILY_IPV6
+from turn_relay.core.fastpath import (
     MAX_DATA_INDICATION_PAYLOAD,
     DataIndicationEncoder,
     SendIndicationReader,

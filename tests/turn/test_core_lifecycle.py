@@ -18,7 +18,7 @@ from turn_testkit import (
 
 from stun_server.wire import MessageClass
 from stun_server.wire import attributes as attrs
-from turn_relay.allocation import FAMILY_IPV4, Transport
+from turn_relay.core.allocation import FAMILY_IPV4, Transport
 
 
 def test_get_timer_is_none_without_state() -> None:

@@ -19,8 +19,8 @@ from turn_testkit import (
 
 from stun_server.wire import MessageClass, Method
 from stun_server.wire import attributes as attrs
-from turn_relay.actions import PermitDown, PermitUp
-from turn_relay.allocation import FAMILY_IPV6
+from turn_relay.core.actions import PermitDown, PermitUp
+from turn_relay.core.allocation import FAMILY_IPV6
 
 DENIED_BY_DEFAULT = [
     "127.0.0.1",

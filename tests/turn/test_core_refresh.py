@@ -16,7 +16,7 @@ from turn_testkit import (
 
 from stun_server.wire import MessageClass
 from stun_server.wire import attributes as attrs
-from turn_relay.allocation import FAMILY_IPV4, FAMILY_IPV6
+from turn_relay.core.allocation import FAMILY_IPV4, FAMILY_IPV6
 
 
 def test_refresh_extends_the_lifetime() -> None:

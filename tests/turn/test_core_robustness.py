@@ -8,8 +8,8 @@ from turn_testkit import PEER, T0, allocated, make_core
 
 from stun_server.wire import Message, MessageClass, Method, encode
 from stun_server.wire import attributes as attrs
-from turn_relay.allocation import Transport
-from turn_relay.core import RelayCore
+from turn_relay.core.allocation import Transport
+from turn_relay.core.relay import RelayCore
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

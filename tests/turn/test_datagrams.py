@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from turn_relay import datagrams
-from turn_relay.datagrams import send_many
+from turn_relay.shell import datagrams
+from turn_relay.shell.datagrams import send_many
 
 
 @pytest.fixture

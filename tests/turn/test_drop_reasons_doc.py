@@ -12,7 +12,7 @@ DOCUMENTED = re.compile(r"^\s*\| `([a-z-]+)` \|", re.MULTILINE)
 
 def counted_reasons() -> set[str]:
     found: set[str] = set()
-    for source in sorted((REPO / "turn_relay").glob("*.py")):
+    for source in sorted((REPO / "turn_relay").rglob("*.py")):
         found.update(COUNTED.findall(source.read_text(encoding="utf-8")))
     return found
 

@@ -9,9 +9,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from turn_relay.api import ApiSettings, create_app, key_matches
+from turn_relay.api.access import key_matches
+from turn_relay.api.app import create_app
+from turn_relay.api.settings import ApiSettings
+from turn_relay.auth.credentials import rest_password, verify
 from turn_relay.config import Secrets, parse
-from turn_relay.credentials import rest_password, verify
 
 API_KEY = "test-api-key-0123456789"
 NOW = 1_700_000_000.0

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from turn_relay.auth import (
-    AuthRejectedError,
-    LongTermAuth,
-    RejectReason,
-    UnauthorizedRateLimiter,
-    source_key,
-)
-from turn_relay.credentials import issue, rest_password
+from turn_relay.auth.challenge import UnauthorizedRateLimiter, source_key
+from turn_relay.auth.credentials import issue, rest_password
+from turn_relay.auth.longterm import AuthRejectedError, LongTermAuth, RejectReason
 
 REALM = "turn.example.com"
 NOW = 1_700_000_000.0

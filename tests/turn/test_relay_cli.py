@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from turn_relay import cli
-from turn_relay.credentials import verify
+from turn_relay.auth.credentials import verify
 
 URL = "turn:turn.example.com:3478?transport=udp"
 

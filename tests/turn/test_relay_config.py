@@ -24,7 +24,7 @@ from turn_relay.config import (
     loads,
     parse,
 )
-from turn_relay.settings import settings_from_config
+from turn_relay.config.wiring import settings_from_config
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "turn_relay.example.toml"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from turn_relay.credentials import (
+from turn_relay.auth.credentials import (
     ExpiredCredentialError,
     MalformedUsernameError,
     WrongPasswordError,

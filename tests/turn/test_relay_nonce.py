@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from stun_server.wire.errors import StunError
-from turn_relay.nonce import (
+from turn_relay.auth.nonce import (
     NONCE_COOKIE,
     InvalidNonce,
     InvalidNonceError,

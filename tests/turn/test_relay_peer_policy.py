@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from turn_relay.peer_policy import Decision, PeerPolicy, embedded_ipv4, show
+from turn_relay.core.peer_policy import Decision, PeerPolicy, embedded_ipv4, show
 
 DEFAULT = PeerPolicy()
 TEREDO_EMBEDDING_LOOPBACK = "2001:0:4136:e378:8000:63bf:80ff:fffe"  # client bits = ~127.0.0.1

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from turn_relay import cli
 from turn_relay.config import ConfigError, RateLimitConfig, ServerConfig, TurnConfig
-from turn_relay.serve_flags import ServeFlags, load, parse_port_range
+from turn_relay.config.flags import ServeFlags, load, parse_port_range
 
 
 def test_defaults_without_a_config_are_loopback_friendly() -> None:

@@ -11,8 +11,8 @@ from relay_harness import WireClient, relay_config, running
 from turnkit_testing import ipv6_loopback_available
 
 from stun_server.wire import attributes as attrs
-from turn_relay.allocation import FAMILY_IPV6, Transport
 from turn_relay.config import ListenConfig, QuotaConfig, RelayConfig
+from turn_relay.core.allocation import FAMILY_IPV6, Transport
 
 pytestmark = [
     pytest.mark.asyncio,

@@ -25,9 +25,9 @@ from relay_harness import (
 
 from stun_server.wire import MessageClass, Method
 from stun_server.wire import attributes as attrs
+from turn_relay.auth.credentials import issue
 from turn_relay.config import ApiConfig, Secrets
-from turn_relay.credentials import issue
-from turn_relay.server import RelayServer
+from turn_relay.shell.server import RelayServer
 
 pytestmark = pytest.mark.asyncio
 

@@ -24,8 +24,8 @@ from relay_harness import (
 
 from stun_server.wire import Message, MessageClass, Method, encode, parse
 from stun_server.wire import attributes as attrs
-from turn_relay.allocation import Transport
-from turn_relay.datagrams import BATCH
+from turn_relay.core.allocation import Transport
+from turn_relay.shell.datagrams import BATCH
 
 pytestmark = pytest.mark.asyncio
 

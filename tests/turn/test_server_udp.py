@@ -20,9 +20,9 @@ from relay_harness import (
 
 from stun_server.wire import Message, MessageClass, Method, encode, parse
 from stun_server.wire import attributes as attrs
-from turn_relay.actions import Action
-from turn_relay.allocation import FiveTuple, Transport
 from turn_relay.config import AllocationConfig
+from turn_relay.core.actions import Action
+from turn_relay.core.allocation import FiveTuple, Transport
 
 pytestmark = pytest.mark.asyncio
 

@@ -22,8 +22,8 @@ from relay_harness import (
 
 from stun_server.wire import MessageClass, Method
 from stun_server.wire import attributes as attrs
-from turn_relay.credentials import issue
-from turn_relay.workers import split_ports
+from turn_relay.auth.credentials import issue
+from turn_relay.shell.workers import split_ports
 
 TURN_RELAY = str(Path(sys.executable).parent / "turn-relay")
 PORTS = (24400, 24499)

@@ -21,15 +21,24 @@ from stun_server.wire import (
     verify_integrity,
 )
 from stun_server.wire import attributes as attrs
-from turn_relay.actions import Action, CloseRelay, OpenRelay, RouteDown, RouteUp, ToClient, ToPeer
-from turn_relay.allocation import Address, FiveTuple, Transport
-from turn_relay.auth import LongTermAuth, UnauthorizedRateLimiter
-from turn_relay.authenticate import Authenticator
-from turn_relay.core import RelayCore
-from turn_relay.credentials import issue
-from turn_relay.nonce import NonceIssuer
-from turn_relay.peer_policy import PeerPolicy
-from turn_relay.settings import CoreSettings, RelayAddress
+from turn_relay.auth.authenticate import Authenticator
+from turn_relay.auth.challenge import UnauthorizedRateLimiter
+from turn_relay.auth.credentials import issue
+from turn_relay.auth.longterm import LongTermAuth
+from turn_relay.auth.nonce import NonceIssuer
+from turn_relay.core.actions import (
+    Action,
+    CloseRelay,
+    OpenRelay,
+    RouteDown,
+    RouteUp,
+    ToClient,
+    ToPeer,
+)
+from turn_relay.core.allocation import Address, FiveTuple, Transport
+from turn_relay.core.peer_policy import PeerPolicy
+from turn_relay.core.relay import RelayCore
+from turn_relay.core.settings import CoreSettings, RelayAddress
 
 REALM = "turnkit.test"
 SECRET = "s3cret"

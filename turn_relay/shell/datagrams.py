@@ -31,8 +31,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from .allocation import Address, FiveTuple, Transport, family_of
-from .fastpath import DataIndicationEncoder, SendIndicationReader
+from turn_relay.core.allocation import Address, FiveTuple, Transport, family_of
+from turn_relay.core.fastpath import DataIndicationEncoder, SendIndicationReader
+
 from .metrics import DataPathStats
 
 BATCH = 256  # datagrams read per readiness callback before yielding to the loop

@@ -1,11 +1,10 @@
-"""What the sans-I/O core needs to know about its deployment, derived from `TurnConfig`."""
+"""What the sans-I/O core needs to know about its deployment (the config layer builds it)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from .allocation import family_of
-from .config import TurnConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,29 +53,3 @@ class CoreSettings:
 
     def relay(self, family: int) -> RelayAddress | None:
         return next((relay for relay in self.relays if relay.family == family), None)
-
-
-def settings_from_config(
-    config: TurnConfig,
-    *,
-    dont_fragment: bool = False,
-    legacy_channels: bool = False,
-    software: str | None = "turnkit",
-) -> CoreSettings:
-    relay, allocation, quotas = config.relay, config.allocation, config.quotas
-    return CoreSettings(
-        relays=tuple(RelayAddress(a, relay.advertised(a)) for a in relay.addresses),
-        port_min=relay.port_min,
-        port_max=relay.port_max,
-        default_lifetime=allocation.default_lifetime,
-        max_lifetime=allocation.max_lifetime,
-        permission_lifetime=allocation.permission_lifetime,
-        channel_lifetime=allocation.channel_lifetime,
-        max_allocations_per_user=quotas.max_allocations_per_user,
-        max_allocations=quotas.max_allocations,
-        max_permissions_per_allocation=quotas.max_permissions_per_allocation,
-        max_bandwidth=quotas.max_bandwidth_per_allocation,
-        dont_fragment=dont_fragment,
-        legacy_channels=legacy_channels or config.allocation.rfc5766_channels,
-        software=software,
-    )

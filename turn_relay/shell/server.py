@@ -21,8 +21,12 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from . import config as relay_config
-from .actions import (
+from turn_relay import config as relay_config
+from turn_relay.api.app import create_app
+from turn_relay.api.settings import ApiSettings
+from turn_relay.config import ConfigError, Secrets, TurnConfig
+from turn_relay.config.wiring import build_core, long_term_auth, wall_offset
+from turn_relay.core.actions import (
     Action,
     CloseClient,
     CloseRelay,
@@ -34,10 +38,8 @@ from .actions import (
     ToClient,
     ToPeer,
 )
-from .allocation import Address, FiveTuple, Transport
-from .api import ApiSettings, create_app
-from .assembly import build_core, long_term_auth, wall_offset
-from .config import ConfigError, Secrets, TurnConfig
+from turn_relay.core.allocation import Address, FiveTuple, Transport
+
 from .datagrams import (
     CAN_SET_DONT_FRAGMENT,
     Deliver,

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import (
+from turn_relay.config import (
     DEFAULT_LISTEN_ADDRESSES,
     ConfigError,
     TurnConfig,

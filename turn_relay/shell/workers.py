@@ -31,12 +31,14 @@ from typing import Any
 
 from aiohttp import web
 
-from . import config as relay_config
-from .config import ConfigError, Secrets, TurnConfig
+from turn_relay import config as relay_config
+from turn_relay.auth.nonce import new_key
+from turn_relay.config import ConfigError, Secrets, TurnConfig
+
 from .datagrams import udp_socket
 from .metrics import prometheus_text
-from .nonce import new_key
 from .server import RelayServer, check_relay_addresses, start_api, stream_socket
+from .tuning import tune_gc
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +145,6 @@ class _Supervisor:
                     api=False,
                     announce=index == 0,
                 )
-                from .runner import tune_gc  # runner imports this module
 
                 tune_gc()
                 status = _run_loop(_worker(server, child_end))

@@ -29,7 +29,8 @@ import socket
 from collections.abc import Callable
 from typing import Protocol, cast
 
-from .allocation import Address, FiveTuple, Transport
+from turn_relay.core.allocation import Address, FiveTuple, Transport
+
 from .datagrams import send_many
 from .metrics import DataPathStats
 

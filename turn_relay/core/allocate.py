@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from stun_server.wire import PROTOCOL_UDP, Message
 from stun_server.wire import attributes as attrs
+from turn_relay.auth.authenticate import Authenticated
 
 from .allocation import (
     FAMILY_IPV4,
@@ -20,7 +21,6 @@ from .allocation import (
     Credentials,
     FiveTuple,
 )
-from .authenticate import Authenticated
 from .bandwidth import TokenBucket
 from .responses import RequestError, success
 from .settings import CoreSettings

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Protocol
 
 from stun_server.wire import Message, long_term_key, verify_integrity
 from stun_server.wire import attributes as attrs
 from stun_server.wire.attributes import PASSWORD_ALGORITHM_MD5, PASSWORD_ALGORITHM_SHA256
 
-from .allocation import Allocation
-from .auth import AuthRejected, Credential, LongTermAuth, RejectReason, UnauthorizedRateLimiter
+from .challenge import UnauthorizedRateLimiter
+from .longterm import AuthRejected, Credential, LongTermAuth, RejectReason
 from .nonce import InvalidNonce, NonceIssuer, SecurityFeature, StaleNonce, security_features
 
 # Rejected.why values: the ``reason`` label of the relay's auth metrics.
@@ -52,6 +53,22 @@ OFFERED_ALGORITHMS: tuple[tuple[int, bytes], ...] = (
     (PASSWORD_ALGORITHM_MD5, b""),
 )
 _ALGORITHM_NAMES = {PASSWORD_ALGORITHM_MD5: "md5", PASSWORD_ALGORITHM_SHA256: "sha256"}
+
+
+class HeldCredentials(Protocol):
+    """The credentials an allocation was made with (the core's allocation has them)."""
+
+    @property
+    def username(self) -> str: ...
+    @property
+    def key(self) -> bytes: ...
+
+
+class AllocationView(Protocol):
+    """What the authenticator reads of the allocation a request refers to."""
+
+    @property
+    def credentials(self) -> HeldCredentials: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +110,7 @@ class Authenticator:
         client_ip: str,
         now: float,
         wall_now: float,
-        allocation: Allocation | None = None,
+        allocation: AllocationView | None = None,
         *,
         rate_limited: bool = True,
     ) -> Authenticated | Rejected:
@@ -165,7 +182,7 @@ class Authenticator:
         self,
         exc: AuthRejected,
         message: Message,
-        allocation: Allocation | None,
+        allocation: AllocationView | None,
         client_ip: str,
         now: float,
         *,

@@ -6,13 +6,14 @@ import dataclasses
 import time
 from ipaddress import ip_address, ip_network
 
-from .auth import LongTermAuth, UnauthorizedRateLimiter
-from .authenticate import Authenticator
-from .config import Secrets, TurnConfig
-from .core import RelayCore
-from .nonce import NonceIssuer, new_key
-from .peer_policy import PeerPolicy
-from .settings import settings_from_config
+from turn_relay.auth.authenticate import Authenticator
+from turn_relay.auth.challenge import UnauthorizedRateLimiter
+from turn_relay.auth.longterm import LongTermAuth
+from turn_relay.auth.nonce import NonceIssuer, new_key
+from turn_relay.config import Secrets, TurnConfig
+from turn_relay.core.peer_policy import PeerPolicy
+from turn_relay.core.relay import RelayCore
+from turn_relay.core.settings import CoreSettings, RelayAddress
 
 
 def long_term_auth(config: TurnConfig, secrets: Secrets) -> LongTermAuth:
@@ -76,3 +77,29 @@ def peer_policy(config: TurnConfig) -> PeerPolicy:
 def wall_offset() -> float:
     """Unix time minus the monotonic clock: what the core adds to ``now`` for REST expiry."""
     return time.time() - time.monotonic()
+
+
+def settings_from_config(
+    config: TurnConfig,
+    *,
+    dont_fragment: bool = False,
+    legacy_channels: bool = False,
+    software: str | None = "turnkit",
+) -> CoreSettings:
+    relay, allocation, quotas = config.relay, config.allocation, config.quotas
+    return CoreSettings(
+        relays=tuple(RelayAddress(a, relay.advertised(a)) for a in relay.addresses),
+        port_min=relay.port_min,
+        port_max=relay.port_max,
+        default_lifetime=allocation.default_lifetime,
+        max_lifetime=allocation.max_lifetime,
+        permission_lifetime=allocation.permission_lifetime,
+        channel_lifetime=allocation.channel_lifetime,
+        max_allocations_per_user=quotas.max_allocations_per_user,
+        max_allocations=quotas.max_allocations,
+        max_permissions_per_allocation=quotas.max_permissions_per_allocation,
+        max_bandwidth=quotas.max_bandwidth_per_allocation,
+        dont_fragment=dont_fragment,
+        legacy_channels=legacy_channels or config.allocation.rfc5766_channels,
+        software=software,
+    )

@@ -35,6 +35,7 @@ from stun_server.wire import (
     parse,
 )
 from stun_server.wire import attributes as attrs
+from turn_relay.auth.authenticate import WRONG_CREDENTIALS, Authenticated, Authenticator, Rejected
 
 from .actions import (
     Action,
@@ -50,19 +51,18 @@ from .actions import (
 )
 from .allocate import AllocateHandler
 from .allocation import Address, Allocation, FiveTuple, Transport, family_of
-from .authenticate import WRONG_CREDENTIALS, Authenticated, Authenticator, Rejected
 from .fastpath import (
     DataIndicationEncoder,
     channel_data,
     parse_channel_data,
     parse_send_indication,
 )
-from .metrics import CoreStats
 from .peer_policy import PeerPolicy
 from .peers import PeerHandler
 from .ports import RelayPorts
 from .responses import RequestError, Signing, error, finish, success
 from .settings import CoreSettings
+from .stats import CoreStats
 from .table import (
     AllocationAdded,
     AllocationRemoved,

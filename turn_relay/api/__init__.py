@@ -1,0 +1,1 @@
+"""The relay's HTTP service (aiohttp), one module per route group. Started by the shell."""

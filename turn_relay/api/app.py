@@ -1,0 +1,32 @@
+"""The relay's HTTP service, one module per route group: credentials, health and metrics.
+
+The shell builds the application with `create_app` and runs it with ``web.AppRunner`` on
+``api.listen``, handing it the views it needs (current secrets, a metrics provider); the API
+imports nothing of the shell.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+
+from .access import ApiCounters
+from .credentials import CredentialRoutes
+from .health import HealthRoutes
+from .settings import ApiSettings, MetricsProvider, SecretsProvider
+
+
+def create_app(
+    settings: ApiSettings,
+    secrets: SecretsProvider,
+    metrics: MetricsProvider | None = None,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
+    """The aiohttp application with every route group added."""
+    counters = ApiCounters()
+    app = web.Application()
+    CredentialRoutes(settings, secrets, counters, clock).add_to(app)
+    HealthRoutes(settings, secrets, counters, metrics).add_to(app)
+    return app

@@ -1,0 +1,63 @@
+"""``GET /healthz`` (no key) and ``GET /metrics`` (Prometheus text; a key only if configured)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .access import ApiCounters, error_response, key_matches, presented_key
+from .settings import ApiSettings, MetricsProvider, SecretsProvider
+
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _counter(name: str, help_text: str, value: int) -> str:
+    return f"# HELP {name} {help_text}\n# TYPE {name} counter\n{name} {value}\n"
+
+
+class HealthRoutes:
+    """Health for load balancers, and the relay's metrics plus the API's own counters."""
+
+    def __init__(
+        self,
+        settings: ApiSettings,
+        secrets: SecretsProvider,
+        counters: ApiCounters,
+        metrics: MetricsProvider | None,
+    ) -> None:
+        self.settings = settings
+        self._secrets = secrets
+        self._counters = counters
+        self._metrics = metrics
+
+    def add_to(self, app: web.Application) -> None:
+        app.router.add_get("/healthz", self.healthz)
+        if self.settings.metrics_enabled:
+            app.router.add_get("/metrics", self.metrics)
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        del request
+        return web.json_response({"status": "ok"})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        if self.settings.metrics_require_key and not key_matches(
+            presented_key(request), self._secrets().api_key
+        ):
+            self._counters.unauthorized += 1
+            return error_response(401, "missing or wrong API key")
+        text = self._metrics() if self._metrics is not None else ""
+        if text and not text.endswith("\n"):
+            text += "\n"
+        counters = self._counters
+        text += _counter(
+            "turnkit_api_credentials_issued_total",
+            "Credentials issued by the API.",
+            counters.credentials_issued,
+        )
+        text += _counter(
+            "turnkit_api_unauthorized_total",
+            "API requests refused for their key.",
+            counters.unauthorized,
+        )
+        return web.Response(
+            body=text.encode("utf-8"), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE}
+        )

@@ -1,0 +1,165 @@
+"""The relay's configuration model: frozen dataclasses, whose defaults are the only defaults.
+
+`turn_relay.config.reader` fills them from TOML, `turn_relay.config.flags` from command-line flags
+over a file. Secrets never live in the model's TOML: it names the file or environment variable
+that holds them, and `turn_relay.config.secrets` reads them into `Secrets`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from turn_relay.auth.credentials import DEFAULT_SEPARATOR
+
+
+class ConfigError(ValueError):
+    """A bad value; the message starts with the dotted key, e.g. ``relay.port_range: ...``."""
+
+
+# Defaults: the dataclass defaults below are the only ones. The TOML parser falls back to them
+# for every key a file omits, and `turn-relay serve --help` shows them, so a file, flags and
+# flags over a file all start from the same values.
+DEFAULT_REALM = "turnkit"
+DEFAULT_LISTEN_ADDRESSES = ("127.0.0.1",)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    realm: str = DEFAULT_REALM
+    public_host: str | None = None  # DNS name (or IP) put into generated TURN URLs
+    workers: int = 1  # 0 = one per CPU core
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    transport: str  # "udp", "tcp" or "tls"
+    address: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class ListenConfig:
+    addresses: tuple[str, ...] = DEFAULT_LISTEN_ADDRESSES
+    udp_port: int = 3478  # 0 disables the transport
+    tcp_port: int = 3478
+    tls_port: int = 0
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+
+    def listeners(self) -> tuple[Listener, ...]:
+        ports = (("udp", self.udp_port), ("tcp", self.tcp_port), ("tls", self.tls_port))
+        return tuple(
+            Listener(transport, address, port)
+            for transport, port in ports
+            if port
+            for address in self.addresses
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RelayConfig:
+    # Local addresses relay sockets bind to, at most one per family. Default (in the parser):
+    # the listen addresses, which must then be concrete (see `default_relay_addresses`).
+    addresses: tuple[str, ...]
+    port_min: int = 49152
+    port_max: int = 65535
+    external: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def advertised(self, address: str) -> str:
+        """The address clients are told (XOR-RELAYED-ADDRESS) for local relay ``address``."""
+        return self.external.get(address, address)
+
+    def own_addresses(self) -> tuple[str, ...]:
+        """Local and advertised relay addresses: peers the peer policy always lets through."""
+        return tuple(dict.fromkeys((*self.addresses, *self.external.values())))
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationConfig:
+    default_lifetime: int = 600
+    max_lifetime: int = 3600
+    permission_lifetime: int = 300  # RFC 8656 fixes 300 s; change only for tests
+    channel_lifetime: int = 600  # RFC 8656 fixes 600 s; change only for tests
+    # Accept channel numbers 0x4000-0x7FFF (RFC 5766) instead of 0x4000-0x4FFF (RFC 8656):
+    # coturn's turnutils_uclient still picks numbers above 0x4FFF.
+    rfc5766_channels: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaConfig:  # 0 = unlimited everywhere
+    max_allocations_per_user: int = 100
+    max_allocations: int = 0
+    max_permissions_per_allocation: int = 64
+    max_bandwidth_per_allocation: int = 0  # bytes per second
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitConfig:  # 401/438 answers per UDP source (IPv6: per /64); a token bucket
+    per_second: float = 1.0
+    burst: int = 10
+    max_sources: int = 65_536
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    users_file: Path | None = None  # static users, "user:password" per line
+    rest_secrets_file: Path | None = None  # REST secrets, one per line, current first
+    rest_secrets_env: str | None = None  # or: an env var with comma-separated secrets
+    separator: str = DEFAULT_SEPARATOR
+    strict_expiry: bool = True
+    nonce_lifetime: float = 600.0
+    unauthorized_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerPolicyConfig:
+    allowed_peers: tuple[str, ...] = ()
+    denied_peers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    enabled: bool = False
+    listen: str = "127.0.0.1"
+    port: int = 8080
+    api_key_file: Path | None = None
+    api_key_env: str | None = None
+    # Empty: derived, see `ice_urls` (server.public_host, else the listen addresses).
+    urls: tuple[str, ...] = ()
+    default_ttl: int = 3600
+    max_ttl: int = 86400
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    enabled: bool = True  # served at /metrics by the HTTP API
+    require_api_key: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TurnConfig:
+    server: ServerConfig
+    relay: RelayConfig
+    listen: ListenConfig = field(default_factory=ListenConfig)
+    allocation: AllocationConfig = field(default_factory=AllocationConfig)
+    quotas: QuotaConfig = field(default_factory=QuotaConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    peer_policy: PeerPolicyConfig = field(default_factory=PeerPolicyConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    rest_secrets: tuple[str, ...] = field(default=(), repr=False)  # current (issuing) first
+    static_users: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}), repr=False
+    )
+    api_key: str | None = field(default=None, repr=False)
+
+
+_RELAY = RelayConfig(())
+DEFAULT_PORT_RANGE = (_RELAY.port_min, _RELAY.port_max)

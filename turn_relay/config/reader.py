@@ -1,0 +1,291 @@
+"""Reading a relay config from TOML: one parser per section, then the entry points.
+
+Every default comes from the dataclasses of `turn_relay.config.model`: the parser falls back to
+them for every key a file omits.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from ipaddress import ip_address
+from pathlib import Path
+from types import MappingProxyType
+
+from .model import (
+    DEFAULT_PORT_RANGE,
+    DEFAULT_REALM,
+    AllocationConfig,
+    ApiConfig,
+    AuthConfig,
+    ConfigError,
+    ListenConfig,
+    MetricsConfig,
+    PeerPolicyConfig,
+    QuotaConfig,
+    RateLimitConfig,
+    RelayConfig,
+    ServerConfig,
+    TurnConfig,
+)
+from .table import Table, check_ip, check_networks, one_source
+from .urls import url_hosts
+
+_SERVER, _LISTEN, _ALLOCATION = ServerConfig(), ListenConfig(), AllocationConfig()
+_QUOTAS, _LIMIT, _AUTH, _API = QuotaConfig(), RateLimitConfig(), AuthConfig(), ApiConfig()
+_METRICS = MetricsConfig()
+
+
+def _server(table: Table) -> ServerConfig:
+    realm = table.text("realm", _SERVER.realm)
+    if not realm:
+        raise table.fail("realm", f"is empty (omit it for the default {DEFAULT_REALM!r})")
+    if len(realm) > 127 or not realm.isprintable() or '"' in realm or "\\" in realm:
+        raise table.fail("realm", f"{realm!r} must be under 128 printable characters, no quotes")
+    public_host = table.optional_text("public_host")
+    workers = table.integer("workers", _SERVER.workers, 0, 256)
+    table.finish()
+    return ServerConfig(realm, public_host or None, workers)
+
+
+def _listen(table: Table) -> ListenConfig:
+    addresses = table.text_list("addresses", _LISTEN.addresses)
+    if not addresses:
+        raise table.fail("addresses", "needs at least one address")
+    for address in addresses:
+        check_ip(table, "addresses", address)
+    udp = table.integer("udp_port", _LISTEN.udp_port, 0, 65535)
+    tcp = table.integer("tcp_port", _LISTEN.tcp_port, 0, 65535)
+    tls = table.integer("tls_port", _LISTEN.tls_port, 0, 65535)
+    cert, key = table.optional_path("tls_cert_file"), table.optional_path("tls_key_file")
+    table.finish()
+    if not (udp or tcp or tls):
+        raise table.fail("udp_port", "udp_port, tcp_port and tls_port are all 0: nothing listens")
+    if tls and tls == tcp:
+        raise table.fail("tls_port", f"{tls} is also listen.tcp_port")
+    for name, path in (("tls_cert_file", cert), ("tls_key_file", key)):
+        if tls and path is None:
+            raise table.fail(name, "required when listen.tls_port is not 0")
+    return ListenConfig(addresses, udp, tcp, tls, cert, key)
+
+
+def _port_range(table: Table) -> tuple[int, int]:
+    ports = table.table("port_range")
+    low = ports.integer("min", DEFAULT_PORT_RANGE[0], 1, 65535)
+    high = ports.integer("max", DEFAULT_PORT_RANGE[1], 1, 65535)
+    ports.finish()
+    if low > high:
+        raise table.fail("port_range", f"min {low} > max {high}")
+    return low, high
+
+
+def default_relay_addresses(listen: Sequence[str]) -> tuple[str, ...]:
+    """relay.addresses when none is given: the first listen address of each family.
+
+    Raises ValueError when a listen address is 0.0.0.0 or ``::``: a relay socket needs the
+    concrete address its peers see, which a wildcard listener does not say.
+    """
+    wildcards = [address for address in listen if ip_address(address).is_unspecified]
+    if wildcards:
+        raise ValueError(
+            f"required when listen.addresses has {' and '.join(wildcards)}: name the concrete"
+            " local address(es) relay sockets bind to (--relay-address)"
+        )
+    chosen: dict[int, str] = {}
+    for address in listen:
+        chosen.setdefault(ip_address(address).version, address)
+    return tuple(chosen.values())
+
+
+def _relay_addresses(
+    table: Table, listen: ListenConfig, external: Mapping[str, str]
+) -> tuple[str, ...]:
+    given = table.has("addresses")
+    addresses = table.text_list("addresses", ())
+    if given and not addresses:
+        raise table.fail("addresses", "needs at least one address (or omit the key)")
+    if not given:
+        try:
+            addresses = default_relay_addresses(listen.addresses)
+        except ValueError as exc:
+            raise table.fail("addresses", str(exc)) from None
+    seen: dict[int, str] = {}
+    for address in addresses:
+        ip = check_ip(table, "addresses", address)
+        if ip.version in seen:
+            problem = f"{seen[ip.version]} and {address} are both IPv{ip.version}; one per family"
+            raise table.fail("addresses", problem)
+        seen[ip.version] = address
+        if ip.is_unspecified and address not in external:
+            problem = (
+                f"{address} is unspecified; bind a concrete address or map it in relay.external"
+            )
+            raise table.fail("addresses", problem)
+    return addresses
+
+
+def _relay_external(table: Table) -> dict[str, str]:
+    mapping = table.table("external")
+    pairs: dict[str, str] = {}
+    for local in mapping.keys():  # noqa: SIM118 (a Table, not a dict)
+        advertised = mapping.optional_text(local) or ""
+        local_ip = check_ip(mapping, f'"{local}"', local)
+        advertised_ip = check_ip(mapping, f'"{local}"', advertised)
+        if local_ip.version != advertised_ip.version:
+            raise mapping.fail(f'"{local}"', f"{advertised} is not the family of {local}")
+        pairs[local] = advertised
+    mapping.finish()
+    return pairs
+
+
+def _relay(table: Table, listen: ListenConfig) -> RelayConfig:
+    external = _relay_external(table)
+    addresses = _relay_addresses(table, listen, external)
+    for local in external:
+        if local not in addresses:
+            raise table.fail("external", f"{local} is not one of relay.addresses")
+    low, high = _port_range(table)
+    table.finish()
+    for port in (listen.udp_port, listen.tcp_port, listen.tls_port):
+        if port and low <= port <= high:
+            raise table.fail("port_range", f"{low}-{high} includes listener port {port}")
+    return RelayConfig(addresses, low, high, MappingProxyType(external))
+
+
+def _allocation(table: Table) -> AllocationConfig:
+    default = table.integer("default_lifetime", _ALLOCATION.default_lifetime, 1)
+    maximum = table.integer("max_lifetime", _ALLOCATION.max_lifetime, 1)
+    permission = table.integer("permission_lifetime", _ALLOCATION.permission_lifetime, 1)
+    channel = table.integer("channel_lifetime", _ALLOCATION.channel_lifetime, 1)
+    rfc5766_channels = table.boolean("rfc5766_channels", _ALLOCATION.rfc5766_channels)
+    table.finish()
+    if default > maximum:
+        raise table.fail("default_lifetime", f"{default} > allocation.max_lifetime {maximum}")
+    return AllocationConfig(default, maximum, permission, channel, rfc5766_channels)
+
+
+def _quotas(table: Table) -> QuotaConfig:
+    quotas = QuotaConfig(
+        table.integer("max_allocations_per_user", _QUOTAS.max_allocations_per_user, 0),
+        table.integer("max_allocations", _QUOTAS.max_allocations, 0),
+        table.integer("max_permissions_per_allocation", _QUOTAS.max_permissions_per_allocation, 0),
+        table.integer("max_bandwidth_per_allocation", _QUOTAS.max_bandwidth_per_allocation, 0),
+    )
+    table.finish()
+    return quotas
+
+
+def _rate_limit(table: Table) -> RateLimitConfig:
+    limit = RateLimitConfig(
+        table.positive_number("per_second", _LIMIT.per_second),
+        table.integer("burst", _LIMIT.burst, 1),
+        table.integer("max_sources", _LIMIT.max_sources, 1),
+    )
+    table.finish()
+    return limit
+
+
+def _auth(table: Table) -> AuthConfig:
+    users_file = table.optional_path("users_file")
+    secrets_file, secrets_env = one_source(table, "rest_secrets_file", "rest_secrets_env")
+    separator = table.text("separator", _AUTH.separator)
+    if len(separator) != 1 or separator.isdigit() or not separator.isprintable():
+        raise table.fail("separator", f"{separator!r} must be one printable non-digit character")
+    strict_expiry = table.boolean("strict_expiry", _AUTH.strict_expiry)
+    nonce_lifetime = table.positive_number("nonce_lifetime", _AUTH.nonce_lifetime)
+    limit = _rate_limit(table.table("unauthorized_limit"))
+    table.finish()
+    return AuthConfig(
+        users_file, secrets_file, secrets_env, separator, strict_expiry, nonce_lifetime, limit
+    )
+
+
+def _peer_policy(table: Table) -> PeerPolicyConfig:
+    policy = PeerPolicyConfig(
+        check_networks(table, "allowed_peers"), check_networks(table, "denied_peers")
+    )
+    table.finish()
+    return policy
+
+
+def _check_urls(table: Table, urls: tuple[str, ...]) -> None:
+    for index, url in enumerate(urls):
+        if not url.startswith(("turn:", "turns:", "stun:", "stuns:")):
+            raise table.fail(f"urls[{index}]", f"{url!r} must start with turn:, turns: or stun:")
+
+
+def _api(table: Table, server: ServerConfig, listen: ListenConfig, relay: RelayConfig) -> ApiConfig:
+    enabled = table.boolean("enabled", _API.enabled)
+    address = table.text("listen", _API.listen)
+    check_ip(table, "listen", address)
+    port = table.integer("port", _API.port, 1, 65535)
+    key_file, key_env = one_source(table, "api_key_file", "api_key_env")
+    urls = table.text_list("urls", _API.urls)
+    _check_urls(table, urls)
+    default_ttl = table.integer("default_ttl", _API.default_ttl, 1)
+    max_ttl = table.integer("max_ttl", _API.max_ttl, 1)
+    table.finish()
+    if default_ttl > max_ttl:
+        raise table.fail("default_ttl", f"{default_ttl} > api.max_ttl {max_ttl}")
+    if enabled and key_file is None and key_env is None:
+        raise table.fail(
+            "api_key_file", "set api_key_file or api_key_env when api.enabled (--api-key-file)"
+        )
+    if enabled and not urls:
+        try:
+            url_hosts(server, listen, relay)
+        except ValueError as exc:
+            raise table.fail("urls", str(exc)) from None
+    return ApiConfig(enabled, address, port, key_file, key_env, urls, default_ttl, max_ttl)
+
+
+def _metrics(table: Table) -> MetricsConfig:
+    metrics = MetricsConfig(
+        table.boolean("enabled", _METRICS.enabled),
+        table.boolean("require_api_key", _METRICS.require_api_key),
+    )
+    table.finish()
+    return metrics
+
+
+# Entry points.
+
+
+def parse(data: Mapping[str, object]) -> TurnConfig:
+    """Validate an already-decoded TOML document."""
+    root = Table(data, "")
+    server = _server(root.table("server"))
+    listen = _listen(root.table("listen"))
+    relay = _relay(root.table("relay"), listen)
+    config = TurnConfig(
+        server=server,
+        relay=relay,
+        listen=listen,
+        allocation=_allocation(root.table("allocation")),
+        quotas=_quotas(root.table("quotas")),
+        auth=_auth(root.table("auth")),
+        peer_policy=_peer_policy(root.table("peer_policy")),
+        api=_api(root.table("api"), server, listen, relay),
+        metrics=_metrics(root.table("metrics")),
+    )
+    root.finish()
+    return config
+
+
+def loads(text: str) -> TurnConfig:
+    try:
+        return parse(tomllib.loads(text))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"TOML syntax: {exc}") from None
+
+
+def load(path: str | os.PathLike[str]) -> TurnConfig:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror or exc}") from None
+    try:
+        return loads(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

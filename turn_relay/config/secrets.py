@@ -1,0 +1,86 @@
+"""Secrets: REST secrets, static users and the API key, read at start and on SIGHUP."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+
+from .model import ApiConfig, AuthConfig, ConfigError, Secrets, TurnConfig
+
+
+def _meaningful_lines(path: Path, key: str) -> list[tuple[int, str]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{key}: {path}: {exc.strerror or exc}") from None
+    lines = ((number, line.strip()) for number, line in enumerate(text.splitlines(), 1))
+    return [(number, line) for number, line in lines if line and not line.startswith("#")]
+
+
+def _from_env(name: str, key: str, environ: Mapping[str, str]) -> list[str]:
+    value = environ.get(name)
+    if value is None:
+        raise ConfigError(f"{key}: environment variable {name} is not set")
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def load_rest_secrets(
+    auth: AuthConfig, environ: Mapping[str, str] | None = None
+) -> tuple[str, ...]:
+    """The REST secrets named by ``auth`` (empty when none is configured), current first."""
+    environ = os.environ if environ is None else environ
+    if auth.rest_secrets_file is not None:
+        lines = _meaningful_lines(auth.rest_secrets_file, "auth.rest_secrets_file")
+        secrets = [line for _, line in lines]
+        source = f"auth.rest_secrets_file: {auth.rest_secrets_file}"
+    elif auth.rest_secrets_env is not None:
+        secrets = _from_env(auth.rest_secrets_env, "auth.rest_secrets_env", environ)
+        source = f"auth.rest_secrets_env: {auth.rest_secrets_env}"
+    else:
+        return ()
+    if not secrets:
+        raise ConfigError(f"{source} holds no secret")
+    return tuple(secrets)
+
+
+def _static_users(path: Path | None) -> Mapping[str, str]:
+    users: dict[str, str] = {}
+    if path is None:
+        return MappingProxyType(users)
+    for number, line in _meaningful_lines(path, "auth.users_file"):
+        user, sep, password = line.partition(":")
+        if not (sep and user and password):
+            raise ConfigError(f"auth.users_file: {path} line {number}: expected user:password")
+        users[user] = password
+    return MappingProxyType(users)
+
+
+_MIN_API_KEY_CHARS = 16
+
+
+def _api_key(api: ApiConfig, environ: Mapping[str, str]) -> str | None:
+    if api.api_key_file is not None:
+        lines = _meaningful_lines(api.api_key_file, "api.api_key_file")
+        key, name = (lines[0][1] if lines else ""), "api.api_key_file"
+    elif api.api_key_env is not None:
+        key, name = environ.get(api.api_key_env, "").strip(), "api.api_key_env"
+    else:
+        return None
+    if len(key) < _MIN_API_KEY_CHARS:
+        raise ConfigError(f"{name}: the API key must be at least {_MIN_API_KEY_CHARS} characters")
+    return key
+
+
+def load_secrets(config: TurnConfig, environ: Mapping[str, str] | None = None) -> Secrets:
+    """Read REST secrets, static users and the API key from where the config points.
+
+    Call at start and on SIGHUP; on ConfigError keep the previous Secrets.
+    """
+    env = os.environ if environ is None else environ
+    return Secrets(
+        rest_secrets=load_rest_secrets(config.auth, env),
+        static_users=_static_users(config.auth.users_file),
+        api_key=_api_key(config.api, env) if config.api.enabled else None,
+    )
