@@ -11,6 +11,7 @@ command -v turnserver >/dev/null 2>&1 || need_apt+=(coturn)
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v conntrack >/dev/null 2>&1 || need_apt+=(conntrack)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)  # the fleet tests
 command -v make >/dev/null 2>&1 || need_apt+=(make)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
