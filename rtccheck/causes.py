@@ -107,6 +107,11 @@ class CauseId(StrEnum):
 
     # the relay's peer policy (policy)
     FORBIDDEN_PEERS_ACCEPTED = "forbidden-peers-accepted"
+    LOOPBACK_PEERS_LAB = "loopback-peers-lab"
+
+    # the app's RTCConfiguration (inputs.ice-config, and the checks it rules out)
+    RELAY_POLICY_WITHOUT_TURN = "relay-policy-without-turn"
+    NOT_APPLICABLE_RELAY_POLICY = "not-applicable-relay-policy"
 
     # DNS (dns)
     DNS_NO_RESOLVER = "dns-no-resolver"

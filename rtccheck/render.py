@@ -201,7 +201,11 @@ def requirements_table(requirements: Sequence[RequirementOutcome]) -> Table:
     table.add_column("shown by / failed by", overflow="fold")
     for outcome in requirements:
         met = Text("yes", style="green") if outcome.met else Text("no", style="bold red")
-        evidence = ", ".join(outcome.failed_by or outcome.shown_by) or "no check tested it"
+        evidence = (
+            ", ".join(outcome.failed_by or outcome.shown_by)
+            or outcome.missing
+            or "no check tested it"
+        )
         table.add_row(outcome.name, met, evidence)
     return table
 
