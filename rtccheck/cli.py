@@ -17,6 +17,7 @@ Examples:
   rtccheck turn turn:turn.example.com --secret-file rest-secret \\
       --expect-relay-address 203.0.113.10 --expect-relay-ports 49152-65535
   rtccheck nat stun:stun.example.com --nat-lifetime --nat-lifetime-max 300
+  rtccheck signaling wss://app.example.com/ws
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from rtccheck.render import make_console, progress_display, render_report
 from rtccheck.requirements import CAPABILITIES, parse_requirements
 from rtccheck.results import ExitCode, Report, build_report, report_to_json
 from rtccheck.runner import run_families
+from rtccheck.signaling_command import signaling_command
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 DEFAULT_COMMAND = "all"
@@ -399,3 +401,4 @@ def all_command(**params: Any) -> None:
 main.add_command(all_command)
 for _family in FAMILIES:
     main.add_command(family_command(_family))
+main.add_command(signaling_command)
