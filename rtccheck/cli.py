@@ -18,6 +18,7 @@ Examples:
       --expect-relay-address 203.0.113.10 --expect-relay-ports 49152-65535
   rtccheck nat stun:stun.example.com --nat-lifetime --nat-lifetime-max 300
   rtccheck signaling wss://app.example.com/ws
+  rtccheck report 7KQ2-M9XD --state-dir /var/lib/turn-relay
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from rtccheck.option_values import (
     read_secret_file,
 )
 from rtccheck.render import make_console, progress_display, render_report
+from rtccheck.report_commands import report_command, reports_command
 from rtccheck.requirements import CAPABILITIES, parse_requirements
 from rtccheck.results import ExitCode, Report, build_report, report_to_json
 from rtccheck.runner import run_families
@@ -402,3 +404,5 @@ main.add_command(all_command)
 for _family in FAMILIES:
     main.add_command(family_command(_family))
 main.add_command(signaling_command)
+main.add_command(report_command)
+main.add_command(reports_command)
