@@ -120,6 +120,14 @@ class CauseId(StrEnum):
     DNS_SRV_PORT_MISMATCH = "dns-srv-port-mismatch"
     DNS_SRV_FAILED = "dns-srv-failed"
 
+    # signaling: an app's WebSocket or Socket.IO endpoint (signaling)
+    PROXY_REFUSED = "proxy-refused"
+    HTTP_NO_ANSWER = "http-no-answer"
+    UPGRADE_REFUSED = "upgrade-refused"
+    SOCKETIO_REFUSED = "socketio-refused"
+    ROUND_TRIP_NO_ANSWER = "round-trip-no-answer"
+    ROUND_TRIP_UNEXPECTED = "round-trip-unexpected"
+
     # rtccheck itself
     CHECK_TIMEOUT = "check-timeout"
     CHECK_CRASHED = "check-crashed"

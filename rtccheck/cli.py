@@ -17,6 +17,8 @@ Examples:
   rtccheck turn turn:turn.example.com --secret-file rest-secret \\
       --expect-relay-address 203.0.113.10 --expect-relay-ports 49152-65535
   rtccheck nat stun:stun.example.com --nat-lifetime --nat-lifetime-max 300
+  rtccheck signaling wss://app.example.com/ws
+  rtccheck report 7KQ2-M9XD --state-dir /var/lib/turn-relay
 """
 
 from __future__ import annotations
@@ -46,11 +48,13 @@ from rtccheck.option_values import (
     read_secret_file,
 )
 from rtccheck.render import make_console, progress_display, render_report
+from rtccheck.report_commands import report_command, reports_command
 from rtccheck.requirements import CAPABILITIES, parse_requirements
 from rtccheck.results import ExitCode, Report, build_report, report_to_json
 from rtccheck.root_causes import link_repeated_causes
 from rtccheck.runner import run_families
 from rtccheck.selection import Selection, SelectionError, select
+from rtccheck.signaling_command import signaling_command
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 DEFAULT_COMMAND = "all"
@@ -468,3 +472,6 @@ def all_command(only: tuple[str, ...], skip: tuple[str, ...], **params: Any) -> 
 main.add_command(all_command)
 for _family in FAMILIES:
     main.add_command(family_command(_family))
+main.add_command(signaling_command)
+main.add_command(report_command)
+main.add_command(reports_command)

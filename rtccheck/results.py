@@ -1,7 +1,7 @@
 """Check results, the report that collects them, its JSON form and the process exit code.
 
 Everything here is a frozen dataclass; the JSON document is ``dataclasses.asdict(report)``, whose
-schema is documented in docs/rtccheck-json.md and rtccheck/schema/report.schema.json.
+schema is documented in docs/rtccheck-json.md and turn_relay/reports/report.schema.json.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from rtccheck_junit_schema import junit_errors
 from rtccheck_servers import only, results_of, run_cli
 from turnkit_testing.tls import CertFiles
 
-from turn_relay.credentials import issue
+from turn_relay.auth.credentials import issue
 
 
 def _coturn(workdir: Path, certs: CertFiles) -> AbstractContextManager[Server]:
