@@ -37,6 +37,9 @@ class LibbpfError(OSError):
         self.what = what
         self.log = log
 
+    def __str__(self) -> str:
+        return f"{self.what}: {os.strerror(self.errno)}"
+
 
 class _Library:
     """libbpf.so.1 with argument types declared, and its log routed into a ring of lines."""
