@@ -8,6 +8,7 @@ import contextlib
 import socket
 import struct
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Final, NamedTuple
 
 import pytest
@@ -47,7 +48,9 @@ class Ends(NamedTuple):
 
 def _route(family: int) -> Route:
     if family == socket.AF_INET:
-        return Route((CLIENT4, 40000), (LISTENER4, 3478), CHANNEL, (RELAYED4, 50000), (PEER4, 60000))
+        return Route(
+            (CLIENT4, 40000), (LISTENER4, 3478), CHANNEL, (RELAYED4, 50000), (PEER4, 60000)
+        )
     return Route((CLIENT6, 40000), (LISTENER6, 3478), CHANNEL, (RELAYED6, 50000), (PEER6, 60000))
 
 
@@ -145,7 +148,9 @@ def test_bound_channel_is_forwarded_both_ways_without_loss(
         assert offload.route_up(e.route) is True
         data = [payload(i) for i in range(COUNT)]
 
-        to_peer = transfer(e.client, e.route.listener, [channel_data(CHANNEL, d) for d in data], e.peer)
+        to_peer = transfer(
+            e.client, e.route.listener, [channel_data(CHANNEL, d) for d in data], e.peer
+        )
         assert to_peer == [(d, e.route.relayed) for d in data]
 
         to_client = transfer(e.peer, e.route.relayed, data, e.client)
@@ -312,10 +317,7 @@ def test_channel_outside_the_range_is_refused(offload: KernelOffload) -> None:
         offload.route_up(route)
 
 
-def test_close_detaches_from_every_interface(lab: Topology, bpf_object: object) -> None:
-    from pathlib import Path
-
-    assert isinstance(bpf_object, Path)
+def test_close_detaches_from_every_interface(lab: Topology, bpf_object: Path) -> None:
     with inside(lab.relay):
         kernel = KernelOffload.open(["r0", "r1"], bpf_object)
         kernel.route_up(_route(socket.AF_INET))
@@ -324,3 +326,52 @@ def test_close_detaches_from_every_interface(lab: Topology, bpf_object: object) 
         e.client.sendto(channel_data(CHANNEL, b"after close"), e.route.listener)
         assert receive(e.listener) == (channel_data(CHANNEL, b"after close"), e.route.client)
         assert nothing_arrives(e.peer)
+
+
+LOOPBACK_ROUTES = [
+    pytest.param(
+        Route(
+            ("127.0.0.2", 40000),
+            ("127.0.0.1", 3478),
+            CHANNEL,
+            ("127.0.0.1", 50000),
+            ("127.0.0.3", 60000),
+        ),
+        id="ipv4",
+    ),
+    pytest.param(
+        Route(("::1", 40000), ("::1", 3478), CHANNEL, ("::1", 50000), ("::1", 60000)), id="ipv6"
+    ),
+]
+
+
+@pytest.mark.parametrize("route", LOOPBACK_ROUTES)
+def test_on_loopback_the_rewritten_packet_is_delivered_locally(
+    lab: Topology, bpf_object: Path, route: Route
+) -> None:
+    """Relay, client and peer on one host: the program hands the packet back to the stack."""
+    family = socket.AF_INET6 if ":" in route.client[0] else socket.AF_INET
+    with inside(lab.relay):
+        kernel = KernelOffload.open(["lo"], bpf_object)
+    try:
+        client, peer, listener, relayed = (
+            _udp(lab.relay, family, address)
+            for address in (route.client, route.peer, route.listener, route.relayed)
+        )
+        with client, peer, listener, relayed:
+            assert kernel.route_up(route) is True
+            data = [payload(i) for i in range(COUNT)]
+            messages = [channel_data(CHANNEL, d) for d in data]
+            assert transfer(client, route.listener, messages, peer) == [
+                (d, route.relayed) for d in data
+            ]
+            assert transfer(peer, route.relayed, data, client) == [
+                (m, route.listener) for m in messages
+            ]
+            assert nothing_arrives(listener, relayed)
+            total = sum(len(d) for d in data)
+            assert kernel.counters() == {
+                route: RouteCounters(Traffic(COUNT, total), Traffic(COUNT, total))
+            }
+    finally:
+        kernel.close()

@@ -20,14 +20,18 @@
  *   - The UDP header stays where it is and the payload moves by 4 bytes (through a per-CPU
  *     scratch buffer), instead of moving the headers with bpf_skb_adjust_room(). A locally sent
  *     packet (loopback, or veth from a container on this host) arrives with CHECKSUM_PARTIAL,
- *     whose csum_start points at the UDP header; moving the header would leave it 4 bytes off
- *     and the checksum would be written into the wrong field wherever it is finally computed.
+ *     whose csum_start points at the UDP header. bpf_skb_adjust_room() keeps the bytes after its
+ *     offset in place and does not move csum_start, so moving the UDP header would leave it 4
+ *     bytes off and the checksum would be written into the wrong field wherever it is finally
+ *     computed (read from the kernel source; that variant was not built). The tests cover a
+ *     partial checksum that the relay's egress device computes in software.
  *   - Checksums are updated incrementally with the kernel's helpers, separately for the pseudo
  *     header (BPF_F_PSEUDO_HDR) and for the segment, so full checksums, CHECKSUM_PARTIAL seeds
  *     and an IPv4 checksum of zero ("none") all come out right. The IPv4 header checksum is
  *     computed afresh.
- *   - TTL / hop limit: the relay forwards like RFC 8656's preferred behaviour for UDP-to-UDP
- *     relaying (outgoing = incoming - 1); datagrams arriving with 1 or 0 go to userspace.
+ *   - TTL / hop limit: decremented by one, as a forwarding hop does (the userspace path sends
+ *     with the host's default instead); datagrams arriving with 1 or 0 go to userspace. DSCP,
+ *     ECN, the IPv4 DF bit and identification, and the IPv6 flow label are kept.
  *   - Egress: each route names an interface index. Non-zero: bpf_redirect_neigh() to that
  *     interface (the kernel picks the next hop and fills in the MAC addresses); the relay's
  *     namespace needs no IP forwarding. A peer -> client route also carries that interface's MTU
@@ -36,6 +40,13 @@
  *     and its peers on loopback): the rewritten packet goes back to the stack with TC_ACT_OK and is
  *     delivered locally.
  *   - Counters (packets, application bytes) live in each route's map value.
+ *   - Not XDP: a relay with client- and peer-facing interfaces (and the veth lab) needs a
+ *     redirect that fills in the next hop's MAC address, which is bpf_redirect_neigh(), a tc
+ *     helper. From XDP that takes bpf_fib_lookup(), which refuses unless IP forwarding is on for
+ *     the ingress device, and a relay should not be made a router for that. XDP would fit a
+ *     one-interface relay answering out the same NIC (XDP_TX with swapped MACs).
+ *   - Ethernet framing is assumed (14-byte header): the loader attaches only to Ethernet and
+ *     loopback devices. GSO packets (several datagrams in one skb) go to userspace.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>

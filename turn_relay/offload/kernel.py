@@ -53,7 +53,7 @@ _CAP_SYS_ADMIN: Final = 21
 _CAP_BPF: Final = 39
 
 
-class OffloadUnavailable(Exception):
+class OffloadUnavailable(Exception):  # noqa: N818 (a state, not an error: `auto` expects it)
     """The offload cannot run here; ``reason`` says why in one line."""
 
     def __init__(self, reason: str) -> None:
@@ -164,7 +164,9 @@ class KernelOffload:
         try:
             program = BpfObject(os.fspath(path))
         except LibbpfError as error:
-            raise OffloadUnavailable(f"kernel refused the program: {_verifier_reason(error)}") from None
+            raise OffloadUnavailable(
+                f"kernel refused the program: {_verifier_reason(error)}"
+            ) from None
         except OSError as error:
             raise OffloadUnavailable(f"libbpf unavailable: {error}") from None
         ipr = IPRoute()

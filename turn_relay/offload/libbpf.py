@@ -35,10 +35,11 @@ class LibbpfError(OSError):
     def __init__(self, code: int, what: str, log: tuple[str, ...] = ()) -> None:
         super().__init__(code, f"{what}: {os.strerror(code)}")
         self.what = what
+        self.code = code
         self.log = log
 
     def __str__(self) -> str:
-        return f"{self.what}: {os.strerror(self.errno)}"
+        return f"{self.what}: {os.strerror(self.code)}"
 
 
 class _Library:

@@ -78,6 +78,7 @@ class Egress(NamedTuple):
 
 
 LOCAL: Final = Egress(0, 0)
+NOTHING: Final = Traffic()
 
 
 def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -105,7 +106,7 @@ def _check_channel(channel: int) -> None:
         raise ValueError(f"channel {channel:#06x} is outside {CHANNEL_MIN:#06x}-{CHANNEL_MAX:#06x}")
 
 
-def channel_entry(route: Route, egress: Egress, kept: Traffic = Traffic()) -> tuple[bytes, bytes]:
+def channel_entry(route: Route, egress: Egress, kept: Traffic = NOTHING) -> tuple[bytes, bytes]:
     """Key and value of the client -> peer entry (``kept``: counters to carry over)."""
     _check_channel(route.channel)
     key = CHANNEL_KEY.pack(
@@ -128,7 +129,7 @@ def channel_entry(route: Route, egress: Egress, kept: Traffic = Traffic()) -> tu
     return key, value
 
 
-def peer_entry(route: Route, egress: Egress, kept: Traffic = Traffic()) -> tuple[bytes, bytes]:
+def peer_entry(route: Route, egress: Egress, kept: Traffic = NOTHING) -> tuple[bytes, bytes]:
     """Key and value of the peer -> client entry (``kept``: counters to carry over)."""
     _check_channel(route.channel)
     key = PEER_KEY.pack(
