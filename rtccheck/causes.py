@@ -107,6 +107,11 @@ class CauseId(StrEnum):
 
     # the relay's peer policy (policy)
     FORBIDDEN_PEERS_ACCEPTED = "forbidden-peers-accepted"
+    LOOPBACK_PEERS_LAB = "loopback-peers-lab"
+
+    # the app's RTCConfiguration (inputs.ice-config, and the checks it rules out)
+    RELAY_POLICY_WITHOUT_TURN = "relay-policy-without-turn"
+    NOT_APPLICABLE_RELAY_POLICY = "not-applicable-relay-policy"
 
     # DNS (dns)
     DNS_NO_RESOLVER = "dns-no-resolver"
@@ -114,6 +119,14 @@ class CauseId(StrEnum):
     DNS_IPV6_ONLY = "dns-ipv6-only"
     DNS_SRV_PORT_MISMATCH = "dns-srv-port-mismatch"
     DNS_SRV_FAILED = "dns-srv-failed"
+
+    # signaling: an app's WebSocket or Socket.IO endpoint (signaling)
+    PROXY_REFUSED = "proxy-refused"
+    HTTP_NO_ANSWER = "http-no-answer"
+    UPGRADE_REFUSED = "upgrade-refused"
+    SOCKETIO_REFUSED = "socketio-refused"
+    ROUND_TRIP_NO_ANSWER = "round-trip-no-answer"
+    ROUND_TRIP_UNEXPECTED = "round-trip-unexpected"
 
     # rtccheck itself
     CHECK_TIMEOUT = "check-timeout"

@@ -17,6 +17,8 @@ Examples:
   rtccheck turn turn:turn.example.com --secret-file rest-secret \\
       --expect-relay-address 203.0.113.10 --expect-relay-ports 49152-65535
   rtccheck nat stun:stun.example.com --nat-lifetime --nat-lifetime-max 300
+  rtccheck signaling wss://app.example.com/ws
+  rtccheck report 7KQ2-M9XD --state-dir /var/lib/turn-relay
 """
 
 from __future__ import annotations
@@ -33,21 +35,26 @@ from typing import Any
 import click
 
 from rtccheck.checks import FAMILIES, CheckContext, CheckOptions, Family
-from rtccheck.checks.base import DEFAULT_LIFETIME_MAX_S
+from rtccheck.checks.base import DEFAULT_LIFETIME_MAX_S, DEFAULT_MAX_TTL_S
 from rtccheck.credential_service import ServerClock
 from rtccheck.inputs import InputError, InputSpec, gather_inputs, target_info
 from rtccheck.junit import write_junit
 from rtccheck.option_values import (
     check_ca_file,
+    check_output_path,
     parse_nameserver,
     parse_port_range,
     parse_server_date,
     read_secret_file,
 )
 from rtccheck.render import make_console, progress_display, render_report
+from rtccheck.report_commands import report_command, reports_command
 from rtccheck.requirements import CAPABILITIES, parse_requirements
 from rtccheck.results import ExitCode, Report, build_report, report_to_json
+from rtccheck.root_causes import link_repeated_causes
 from rtccheck.runner import run_families
+from rtccheck.selection import Selection, SelectionError, select
+from rtccheck.signaling_command import signaling_command
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 DEFAULT_COMMAND = "all"
@@ -69,6 +76,8 @@ class Settings:
     timeout: float
     json_output: bool
     junit: Path | None
+    json_file: Path | None = None
+    selection: Selection | None = None
 
 
 class ConfigError(click.ClickException):
@@ -165,6 +174,15 @@ _SHARED_OPTIONS: tuple[Callable[[Any], Any], ...] = (
         "credential expiry with the server's clock.",
     ),
     click.option(
+        "--max-ttl",
+        type=click.IntRange(min=1),
+        default=DEFAULT_MAX_TTL_S,
+        show_default=True,
+        metavar="SECONDS",
+        help="Warn when a REST credential expires further ahead than this (the issuer's clock "
+        "is wrong, or it mints with an oversized TTL).",
+    ),
+    click.option(
         "--nameserver",
         multiple=True,
         metavar="ADDR[:PORT]",
@@ -225,13 +243,41 @@ _SHARED_OPTIONS: tuple[Callable[[Any], Any], ...] = (
         "--junit",
         type=click.Path(path_type=Path, dir_okay=False),
         metavar="FILE",
-        help="Also write a JUnit XML report to FILE.",
+        help="Also write a JUnit XML report to FILE (checked before any check runs).",
+    ),
+    click.option(
+        "--json-file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        metavar="FILE",
+        help="Also write the JSON report to FILE (checked before any check runs).",
+    ),
+)
+
+_SELECTION_OPTIONS: tuple[Callable[[Any], Any], ...] = (
+    click.option(
+        "--only",
+        multiple=True,
+        metavar="FAMILY[,..]",
+        help="Run only these check families (comma-separated, repeatable).",
+    ),
+    click.option(
+        "--skip",
+        multiple=True,
+        metavar="FAMILY|CHECK[,..]",
+        help="Leave out these families, or deselect these checks (e.g. policy.peers): their "
+        "results are reported as skipped and fail nothing.",
     ),
 )
 
 
 def shared_options(command: Callable[..., None]) -> Callable[..., None]:
     for option in reversed(_SHARED_OPTIONS):
+        command = option(command)
+    return command
+
+
+def selection_options(command: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(_SELECTION_OPTIONS):
         command = option(command)
     return command
 
@@ -246,6 +292,8 @@ def settings_from(params: dict[str, Any], runtime: Runtime) -> Settings:
         ca_file = _ca_file(params["ca_file"])
         relay_address = _relay_address(params["expect_relay_address"])
         relay_ports = _relay_ports(params["expect_relay_ports"])
+        junit = _output(params, "junit")
+        json_file = _output(params, "json_file")
     except ValueError as error:  # includes UnknownRequirementError
         raise click.UsageError(str(error)) from None
     spec = InputSpec(
@@ -273,10 +321,17 @@ def settings_from(params: dict[str, Any], runtime: Runtime) -> Settings:
         expect_relay_ports=relay_ports,
         nat_lifetime=params["nat_lifetime"],
         nat_lifetime_max_s=params["nat_lifetime_max"],
+        max_ttl_s=params["max_ttl"],
     )
     return Settings(
-        spec, options, required, params["timeout"], params["json_output"], params["junit"]
+        spec, options, required, params["timeout"], params["json_output"], junit, json_file
     )
+
+
+def _output(params: dict[str, Any], name: str) -> Path | None:
+    path: Path | None = params[name]
+    option = "--" + name.replace("_", "-")
+    return None if path is None else check_output_path(option, path)
 
 
 def _secret(secret: str | None, secret_file: Path | None) -> str | None:
@@ -325,27 +380,35 @@ def check_sources(families: Sequence[Family], settings: Settings) -> None:
 async def execute(families: Sequence[Family], settings: Settings, runtime: Runtime) -> Report:
     started, start_tick = runtime.now(), runtime.monotonic()
     inputs = await gather_inputs(settings.spec, runtime.now, settings.timeout)
-    options = settings.options
+    inputs_s = runtime.monotonic() - start_tick
+    options = replace(settings.options, ice_transport_policy=inputs.ice_transport_policy)
     if options.server_clock is None and inputs.server_clock is not None:
         options = replace(options, server_clock=inputs.server_clock)
     ctx = CheckContext(inputs.servers, settings.timeout, runtime.now, runtime.monotonic, options)
     with progress_display(settings.json_output) as progress:
-        results = await run_families(families, ctx, progress)
+        runs = await run_families(families, ctx, progress)
+    results = [*inputs.findings, *(result for run in runs for result in run.results)]
+    if settings.selection is not None:
+        results = settings.selection.apply(results)
+    durations = {"inputs": inputs_s, **{run.name: run.duration_s for run in runs}}
     return build_report(
-        results=[*inputs.findings, *results],
+        results=link_repeated_causes(results),
         targets=[target_info(server) for server in inputs.servers],
         required=settings.required,
         started_at=started,
         duration_s=runtime.monotonic() - start_tick,
         checks_run=[family.name for family in families],
         tool_version=tool_version(),
+        durations_s=durations,
     )
 
 
-def run_command(families: Sequence[Family], params: dict[str, Any]) -> None:
+def run_command(
+    families: Sequence[Family], params: dict[str, Any], selection: Selection | None = None
+) -> None:
     ctx = click.get_current_context()
     runtime = ctx.obj if isinstance(ctx.obj, Runtime) else Runtime()
-    settings = settings_from(params, runtime)
+    settings = replace(settings_from(params, runtime), selection=selection)
     check_sources(families, settings)
     try:
         report = asyncio.run(execute(families, settings, runtime))
@@ -360,13 +423,13 @@ def emit(report: Report, settings: Settings) -> None:
         click.echo(report_to_json(report))
     else:
         render_report(report, make_console())
-    if settings.junit is not None:
-        try:
+    try:
+        if settings.junit is not None:
             write_junit(report, settings.junit)
-        except OSError as error:
-            raise ConfigError(
-                f"--junit {settings.junit}: cannot write it ({error.strerror})"
-            ) from None
+        if settings.json_file is not None:
+            settings.json_file.write_text(report_to_json(report) + "\n", encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{error.filename}: cannot write it ({error.strerror})") from None
 
 
 def family_command(family: Family) -> click.Command:
@@ -387,15 +450,28 @@ Runs the check families below concurrently and prints one table per family, then
 Examples:
   rtccheck all turn:turn.example.com turns:turn.example.com:443 --secret-file secret.txt
   rtccheck all --ice-config ice.json --json --junit rtccheck.xml --require relay-udp,relay-tls
+  rtccheck all turn:turn.example.com --secret-file secret.txt --only turn,data \\
+      --require relay-udp,data-relay --junit rtccheck.xml
+  rtccheck all turn:127.0.0.1 --secret-file secret.txt --skip nat,policy.peers
 """
 
 
 @click.command(DEFAULT_COMMAND, help=ALL_HELP, short_help="Run every available check (default).")
 @shared_options
-def all_command(**params: Any) -> None:
-    run_command([family for family in FAMILIES if family.available], params)
+@selection_options
+def all_command(only: tuple[str, ...], skip: tuple[str, ...], **params: Any) -> None:
+    available = [family for family in FAMILIES if family.available]
+    try:
+        selection = select([family.name for family in available], only, skip)
+    except SelectionError as error:
+        raise click.UsageError(str(error)) from None
+    chosen = [family for family in available if family.name in selection.families]
+    run_command(chosen, params, selection)
 
 
 main.add_command(all_command)
 for _family in FAMILIES:
     main.add_command(family_command(_family))
+main.add_command(signaling_command)
+main.add_command(report_command)
+main.add_command(reports_command)

@@ -56,19 +56,28 @@ class InputSpec:
         return bool(self.uris or self.ice_config or self.credentials_url)
 
 
+#: RTCConfiguration's iceTransportPolicy values (W3C WebRTC, RTCIceTransportPolicy)
+ICE_TRANSPORT_POLICIES = ("all", "relay")
+
+
 @dataclass(frozen=True)
 class Inputs:
     servers: tuple[IceServer, ...]
     findings: tuple[CheckResult, ...] = ()
     server_clock: ServerClock | None = None
+    #: the app's iceTransportPolicy (from --ice-config; "all" when not given)
+    ice_transport_policy: str = "all"
 
 
 async def gather_inputs(spec: InputSpec, clock: Callable[[], float], timeout: float) -> Inputs:
     """All servers to check, with credentials filled in as the options say."""
     servers = [_with_cli_credentials(parse_cli_uri(uri), spec) for uri in spec.uris]
-    if spec.ice_config is not None:
-        servers += load_ice_config(spec.ice_config)
     findings: list[CheckResult] = []
+    policy = "all"
+    if spec.ice_config is not None:
+        configured, policy = read_rtc_configuration(spec.ice_config)
+        servers += configured
+        findings.append(config_limits(str(spec.ice_config), configured, policy))
     server_clock = None
     if spec.credentials_url is not None:
         check_service_url(spec.credentials_url)
@@ -82,7 +91,7 @@ async def gather_inputs(spec: InputSpec, clock: Callable[[], float], timeout: fl
             findings.append(_service_answered(spec.credentials_url, fetched.entries, fetched.rtt_s))
     if spec.secret is not None:
         servers = [_minted(server, spec, clock()) for server in servers]
-    return Inputs(tuple(servers), tuple(findings), server_clock)
+    return Inputs(tuple(servers), tuple(findings), server_clock, policy)
 
 
 def parse_cli_uri(text: str) -> IceServer:
@@ -113,6 +122,38 @@ def _minted(server: IceServer, spec: InputSpec, now: float) -> IceServer:
 
 def load_ice_config(path: Path) -> list[IceServer]:
     """Servers from an RTCConfiguration JSON file, validated as RTCPeerConnection would."""
+    return read_rtc_configuration(path)[0]
+
+
+def read_rtc_configuration(path: Path) -> tuple[list[IceServer], str]:
+    """The servers and the iceTransportPolicy of an RTCConfiguration JSON file."""
+    document = _read_json(path)
+    if isinstance(document, dict) and "iceServers" in document:
+        entries = document["iceServers"]
+    elif isinstance(document, list):
+        entries = document
+    else:
+        raise InputError(
+            f'--ice-config {path}: expected an RTCConfiguration object {{"iceServers": [...]}}'
+        )
+    policy = _transport_policy(document, path)
+    return servers_from_ice_servers(entries, str(path)), policy
+
+
+def _transport_policy(document: object, path: Path) -> str:
+    if not isinstance(document, dict):
+        return "all"
+    policy = document.get("iceTransportPolicy", "all")
+    if policy not in ICE_TRANSPORT_POLICIES:
+        raise InputError(
+            f"--ice-config {path}: iceTransportPolicy {policy!r} is not one of "
+            f"{', '.join(repr(p) for p in ICE_TRANSPORT_POLICIES)} (RTCPeerConnection rejects "
+            "it with a TypeError)"
+        )
+    return str(policy)
+
+
+def _read_json(path: Path) -> object:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
@@ -124,15 +165,56 @@ def load_ice_config(path: Path) -> list[IceServer]:
             f"--ice-config {path}: not JSON "
             f"(line {error.lineno}, column {error.colno}: {error.msg})"
         ) from None
-    if isinstance(document, dict) and "iceServers" in document:
-        entries = document["iceServers"]
-    elif isinstance(document, list):
-        entries = document
-    else:
-        raise InputError(
-            f'--ice-config {path}: expected an RTCConfiguration object {{"iceServers": [...]}}'
+    return document
+
+
+def config_limits(origin: str, servers: Sequence[IceServer], policy: str) -> CheckResult:
+    """What an app with this RTCConfiguration cannot do, as a browser would use it."""
+    turn = [server for server in servers if server.is_turn]
+    if policy == "relay" and not turn:
+        return CheckResult(
+            check="inputs.ice-config",
+            target=origin,
+            status=Status.FAIL,
+            summary='iceTransportPolicy "relay" without any turn:/turns: URL: the app can '
+            "never connect",
+            cause_id=CauseId.RELAY_POLICY_WITHOUT_TURN,
+            cause='With "relay" the browser gathers relay candidates only, and only TURN '
+            "servers give them; this configuration has none, so ICE always fails.",
+            fix='Add the TURN servers (turn:/turns: URLs with credentials), or use "all".',
+            details={"ice_transport_policy": policy, "cannot": ["connect at all"]},
         )
-    return servers_from_ice_servers(entries, str(path))
+    cannot = _cannot(servers, policy)
+    summary = f'iceTransportPolicy "{policy}"' + (
+        f"; it cannot: {'; '.join(cannot)}" if cannot else "; no limits found"
+    )
+    return CheckResult(
+        check="inputs.ice-config",
+        target=origin,
+        status=Status.PASS,
+        summary=summary,
+        details={"ice_transport_policy": policy, "cannot": list(cannot)},
+    )
+
+
+def _cannot(servers: Sequence[IceServer], policy: str) -> list[str]:
+    turn = [server for server in servers if server.is_turn]
+    cannot: list[str] = []
+    if policy == "relay":
+        cannot.append("connect directly (host and srflx candidates are never used)")
+        if any(not server.is_turn for server in servers):
+            cannot.append("use its stun:/stuns: servers (relay only never asks them)")
+    if not turn:
+        cannot.append(
+            "relay (no turn:/turns: URL): peers behind symmetric NATs or UDP-blocking "
+            "firewalls cannot connect"
+        )
+        return cannot
+    if all(server.transport == "udp" and not server.secure for server in turn):
+        cannot.append("reach a relay where UDP is blocked (no turn:?transport=tcp or turns: URL)")
+    if not any(server.scheme == "turns" for server in turn):
+        cannot.append("get through networks that allow only TLS (no turns: URL)")
+    return cannot
 
 
 def servers_from_ice_servers(entries: object, origin: str) -> list[IceServer]:

@@ -92,3 +92,21 @@ def parse_port_range(text: str) -> tuple[int, int]:
     if not 1 <= first <= last <= 65535:
         raise ValueError(f"{text!r}: need 1 <= MIN <= MAX <= 65535")
     return first, last
+
+
+def check_output_path(option: str, path: Path) -> Path:
+    """Fail now, not after every check ran, when ``path`` cannot be written.
+
+    Opens the file for appending (which creates it) and removes it again when it did not exist:
+    the only test that also catches read-only file systems and missing directories as root."""
+    existed = path.exists()
+    if path.is_dir():
+        raise ValueError(f"{option} {path}: is a directory")
+    try:
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as error:
+        raise ValueError(f"{option} {path}: cannot write it ({error.strerror})") from None
+    if not existed:
+        path.unlink(missing_ok=True)
+    return path

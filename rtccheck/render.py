@@ -25,6 +25,7 @@ from rtccheck.results import (
     Status,
 )
 from rtccheck.runner import ProgressSink
+from rtccheck.timefmt import utc_text
 
 STATUS_STYLE = {
     Status.PASS: ("✔ pass", "green"),
@@ -201,7 +202,11 @@ def requirements_table(requirements: Sequence[RequirementOutcome]) -> Table:
     table.add_column("shown by / failed by", overflow="fold")
     for outcome in requirements:
         met = Text("yes", style="green") if outcome.met else Text("no", style="bold red")
-        evidence = ", ".join(outcome.failed_by or outcome.shown_by) or "no check tested it"
+        evidence = (
+            ", ".join(outcome.failed_by or outcome.shown_by)
+            or outcome.missing
+            or "no check tested it"
+        )
         table.add_row(outcome.name, met, evidence)
     return table
 
@@ -209,3 +214,130 @@ def requirements_table(requirements: Sequence[RequirementOutcome]) -> Table:
 def verdict_text(report: Report) -> Text:
     style = STATUS_STYLE[report.status][1] if report.exit_code == 0 else "bold red"
     return Text(report.verdict, style=style)
+
+
+# --- stored reports (rtccheck report, rtccheck reports) ---------------------------------------
+
+
+def render_stored_report(stored: dict[str, JsonValue], console: Console) -> None:
+    """A stored report: who made it and when, its results by family, what the relay saw."""
+    document = stored.get("report")
+    report = document if isinstance(document, dict) else {}
+    console.print(stored_header(stored, report))
+    results = [_result(item) for item in _dicts(report.get("results"))]
+    for family in dict.fromkeys(result.family for result in results):
+        family_results = [r for r in results if r.family == family]
+        console.print(family_table(family, family_results))
+        _print_explanations(family_results, console)
+    observed = report.get("relay_observed")
+    if isinstance(observed, dict):
+        console.print(relay_observed_table(observed))
+    failed = report.get("exit_code") not in (0, None)
+    console.print(Text(str(report.get("verdict", "")), style="bold red" if failed else "green"))
+
+
+def stored_header(stored: dict[str, JsonValue], report: dict[str, JsonValue]) -> Table:
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    grid.add_row("report", str(stored.get("id")))
+    grid.add_row("stored", _when(stored.get("stored_at")))
+    grid.add_row("source", str(stored.get("source")))
+    grid.add_row("run", f"{report.get('started_at')} ({report.get('tool_version')})")
+    client = report.get("client")
+    if isinstance(client, dict):
+        browser = " ".join(str(client[k]) for k in ("browser", "browser_version") if client.get(k))
+        grid.add_row("client", f"{browser or '?'} on {client.get('os') or '?'}")
+    return grid
+
+
+def relay_observed_table(observed: dict[str, JsonValue]) -> Table:
+    title = f"relay observed (test {observed.get('test_id') or '-'})"
+    table = Table(title=title, title_justify="left", title_style="bold")
+    for column in ("transport", "client", "relay", "relayed", "to peers", "from peers", "errors"):
+        table.add_column(column, overflow="fold")
+    for entry in _dicts(observed.get("allocations")):
+        errors = ", ".join(
+            f"{e.get('code')}x{e.get('count')}" for e in _dicts(entry.get("errors_answered"))
+        )
+        relayed = entry.get("relayed_address")
+        table.add_row(
+            str(entry.get("transport")),
+            f"{entry.get('client_address')}:{entry.get('client_port')}",
+            f"{entry.get('server_address')}:{entry.get('server_port')}",
+            f"{relayed}:{entry.get('relayed_port')}" if relayed else "-",
+            str(entry.get("bytes_to_peers")),
+            str(entry.get("bytes_from_peers")),
+            errors or "-",
+        )
+    return table
+
+
+def render_report_list(summaries: JsonValue, console: Console) -> None:
+    rows = _dicts(summaries)
+    table = Table(title=f"reports ({len(rows)})", title_justify="left", title_style="bold")
+    for column in ("id", "stored", "source", "status", "verdict"):
+        table.add_column(column, overflow="fold", no_wrap=column != "verdict")
+    for row in rows:
+        label, style = _status_label(row.get("status"))
+        table.add_row(
+            str(row.get("id")),
+            _when(row.get("stored_at")),
+            str(row.get("source")),
+            Text(label, style=style),
+            str(row.get("verdict")),
+        )
+    console.print(table)
+
+
+def _status_label(status: JsonValue | None) -> tuple[str, str]:
+    known = {s.value: s for s in Status}
+    return (
+        STATUS_STYLE[known[status]]
+        if isinstance(status, str) and status in known
+        else (
+            str(status),
+            "",
+        )
+    )
+
+
+def _dicts(value: JsonValue | None) -> list[dict[str, JsonValue]]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _when(value: JsonValue | None) -> str:
+    return utc_text(float(value)) if isinstance(value, int | float) else "-"
+
+
+def _result(item: dict[str, JsonValue]) -> CheckResult:
+    status = item.get("status")
+    metrics = item.get("metrics")
+    details = item.get("details")
+    return CheckResult(
+        check=str(item.get("check")),
+        target=str(item.get("target")),
+        status=Status(status) if isinstance(status, str) and status in _STATUSES else Status.SKIP,
+        summary=str(item.get("summary")),
+        metrics={k: v for k, v in metrics.items() if isinstance(v, int | float | str) or v is None}
+        if isinstance(metrics, dict)
+        else {},
+        cause_id=_stored_cause_id(item),
+        cause=_text(item.get("cause")),
+        fix=_text(item.get("fix")),
+        details=details if isinstance(details, dict) else {},
+    )
+
+
+_STATUSES = {s.value for s in Status}
+_CAUSE_ID_KEY = "cause_id"
+
+
+def _stored_cause_id(item: dict[str, JsonValue]) -> str | None:
+    """A stored report's cause id, as stored (reports from other sources may carry ids this
+    version of rtccheck does not know)."""
+    return _text(item.get(_CAUSE_ID_KEY))
+
+
+def _text(value: JsonValue | None) -> str | None:
+    return value if isinstance(value, str) else None

@@ -1,7 +1,7 @@
 """Check results, the report that collects them, its JSON form and the process exit code.
 
 Everything here is a frozen dataclass; the JSON document is ``dataclasses.asdict(report)``, whose
-schema is documented in docs/rtccheck-json.md and rtccheck/schema/report.schema.json.
+schema is documented in docs/rtccheck-json.md and turn_relay/reports/report.schema.json.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
 
-from rtccheck.requirements import CAPABILITIES
+from rtccheck.requirements import CAPABILITIES, SOURCES
 
 SCHEMA_VERSION = 1
 TOOL_NAME = "rtccheck"
@@ -54,6 +54,9 @@ class CheckResult:
     fix: str | None = None
     details: dict[str, JsonValue] = field(default_factory=dict)
     capabilities: tuple[str, ...] = ()
+    #: ``check (target)`` of an earlier result that failed for the same cause, whose cause and
+    #: fix this one does not repeat
+    see: str | None = None
 
     @property
     def family(self) -> str:
@@ -82,6 +85,8 @@ class RequirementOutcome:
     met: bool
     shown_by: tuple[str, ...]
     failed_by: tuple[str, ...]
+    #: when not met and nothing testing it failed: what is missing and what would show it
+    missing: str | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,7 @@ class Report:
     exit_code: int
     verdict: str
     checks_run: tuple[str, ...]
+    durations_s: dict[str, float]
     targets: tuple[TargetInfo, ...]
     requirements: tuple[RequirementOutcome, ...]
     results: tuple[CheckResult, ...]
@@ -109,11 +115,48 @@ def overall_status(results: Sequence[CheckResult]) -> Status:
     return Status.SKIP
 
 
-def evaluate_requirement(name: str, results: Sequence[CheckResult]) -> RequirementOutcome:
+def evaluate_requirement(
+    name: str,
+    results: Sequence[CheckResult],
+    checks_run: Sequence[str] = (),
+    targets: Sequence[TargetInfo] = (),
+) -> RequirementOutcome:
     testing = [result for result in results if name in result.capabilities]
     shown = tuple(_where(r) for r in testing if r.status in (Status.PASS, Status.WARN))
     failed = tuple(_where(r) for r in testing if r.status is Status.FAIL)
-    return RequirementOutcome(name, CAPABILITIES[name], bool(shown) and not failed, shown, failed)
+    met = bool(shown) and not failed
+    missing = None if met or failed else why_not_shown(name, results, checks_run, targets)
+    return RequirementOutcome(name, CAPABILITIES[name], met, shown, failed, missing)
+
+
+def why_not_shown(
+    name: str,
+    results: Sequence[CheckResult],
+    checks_run: Sequence[str],
+    targets: Sequence[TargetInfo],
+) -> str:
+    """What kept a capability from being shown, and which option or URI would show it."""
+    source = SOURCES[name]
+    reasons: list[str] = []
+    if source.family not in checks_run:
+        ran = ", ".join(checks_run) or "no"
+        reasons.append(
+            f"the {ran} check famil{'y runs' if len(checks_run) == 1 else 'ies run'} no "
+            f"{source.family} check ({name} is shown by {', '.join(source.checks)}): run "
+            f"`rtccheck {source.family}`, or `rtccheck all` without --skip/--only leaving "
+            f"{source.family} out"
+        )
+    if not any(source.fits(target) for target in targets):
+        reasons.append(
+            f"no {source.needs} was given (as an argument, in --ice-config or from "
+            "--credentials-url)"
+        )
+    reasons += [
+        f"{_where(r)} was skipped: {r.summary}"
+        for r in results
+        if r.check in source.checks and r.status is Status.SKIP
+    ]
+    return "; ".join(reasons) or "no check run showed it"
 
 
 def _where(result: CheckResult) -> str:
@@ -162,8 +205,11 @@ def build_report(
     duration_s: float,
     checks_run: Sequence[str],
     tool_version: str,
+    durations_s: dict[str, float] | None = None,
 ) -> Report:
-    requirements = tuple(evaluate_requirement(name, results) for name in required)
+    requirements = tuple(
+        evaluate_requirement(name, results, checks_run, targets) for name in required
+    )
     return Report(
         schema_version=SCHEMA_VERSION,
         tool=TOOL_NAME,
@@ -174,6 +220,7 @@ def build_report(
         exit_code=int(exit_code_for(results, requirements)),
         verdict=verdict_line(results, requirements),
         checks_run=tuple(checks_run),
+        durations_s={name: round(s, 3) for name, s in (durations_s or {}).items()},
         targets=tuple(targets),
         requirements=requirements,
         results=tuple(results),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from rtccheck.causes import CauseId
@@ -29,15 +30,33 @@ class NoProgress:
         return None
 
 
+@dataclass(frozen=True)
+class FamilyRun:
+    """What one family found, and how long it took (wall time, seconds)."""
+
+    name: str
+    results: list[CheckResult]
+    duration_s: float
+
+
 async def run_families(
     families: Sequence[Family], ctx: CheckContext, progress: ProgressSink
-) -> list[CheckResult]:
-    """All results, grouped by family in registry order."""
-    per_family = await asyncio.gather(*(run_family(f, ctx, progress) for f in families))
-    return [result for results in per_family for result in results]
+) -> list[FamilyRun]:
+    """Every family's results, in registry order."""
+    return list(await asyncio.gather(*(run_family(f, ctx, progress) for f in families)))
 
 
 async def run_family(
+    family: Family,
+    ctx: CheckContext,
+    progress: ProgressSink,
+) -> FamilyRun:
+    started = ctx.monotonic()
+    results = await _results_of(family, ctx, progress)
+    return FamilyRun(family.name, results, ctx.monotonic() - started)
+
+
+async def _results_of(
     family: Family, ctx: CheckContext, progress: ProgressSink
 ) -> list[CheckResult]:
     progress.started(family.name)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything turnkit and its tests need; safe to run again (it skips what is present).
 #   system: coturn (reference peer + turnutils), nftables/iproute2/conntrack (NAT lab), chromium
-#           (a browser as TURN client; TURNKIT_NO_CHROMIUM=1 skips it), make, openssl
+#           (a browser as TURN client; TURNKIT_NO_CHROMIUM=1 skips it), make, openssl,
+#           clang/llvm/libbpf-dev (building the eBPF ChannelData offload), ethtool (its tests)
 #   python: .venv with `pip install -e .[dev]`
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,13 @@ command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)  # the fleet
 command -v make >/dev/null 2>&1 || need_apt+=(make)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
+# the kernel offload (turn_relay/offload): built from C source with clang against libbpf's headers,
+# loaded through libbpf.so.1; its tests switch veth checksum offloads with ethtool
+command -v clang >/dev/null 2>&1 || need_apt+=(clang)
+command -v llc >/dev/null 2>&1 || need_apt+=(llvm)
+[ -f /usr/include/bpf/bpf_helpers.h ] || need_apt+=(libbpf-dev)
+[ -f /usr/include/linux/bpf.h ] || need_apt+=(linux-libc-dev)
+command -v ethtool >/dev/null 2>&1 || need_apt+=(ethtool)
 # a real browser as a TURN client in tests/interop/test_turn_chromium.py (skipped without it)
 [ -x /usr/bin/chromium ] || [ -n "${TURNKIT_NO_CHROMIUM:-}" ] || need_apt+=(chromium fonts-liberation)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -39,4 +47,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip >/dev/null
   .venv/bin/pip install -q -e '.[dev]'
   touch "$stamp"
+fi
+# the eBPF object: compiled here from the package's C source into the user's cache
+if command -v clang >/dev/null 2>&1; then
+  .venv/bin/python -m turn_relay.offload.build >/dev/null || echo "bootstrap: offload build failed" >&2
 fi

@@ -34,6 +34,8 @@ class Nameserver:
 
 #: how long the NAT mapping-lifetime estimate may take at most, when asked for
 DEFAULT_LIFETIME_MAX_S = 120.0
+#: a REST credential expiring further ahead than this warns (clock skew or an oversized TTL)
+DEFAULT_MAX_TTL_S = 86400
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,15 @@ class CheckOptions:
     #: estimate how long NAT mappings live (the nat check then takes up to nat_lifetime_max_s)
     nat_lifetime: bool = False
     nat_lifetime_max_s: float = DEFAULT_LIFETIME_MAX_S
+    #: the longest sane credential validity: an expiry further ahead warns
+    max_ttl_s: int = DEFAULT_MAX_TTL_S
+    #: the app's RTCConfiguration iceTransportPolicy: "all", or "relay" (TURN only, no direct
+    #: path: the data check then does not measure one)
+    ice_transport_policy: str = "all"
+
+    @property
+    def relay_only(self) -> bool:
+        return self.ice_transport_policy == "relay"
 
 
 @dataclass(frozen=True)

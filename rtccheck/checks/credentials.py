@@ -4,7 +4,9 @@ For each username the TURN servers will be sent, says whether it is a TURN REST 
 ("<expiry>:<user>") and catches the usual mistakes: user and expiry reversed, a wrong
 separator, milliseconds instead of seconds. Tells how long the credential stays valid by this
 machine's clock and, when known, by the server's (the Date header of --credentials-url, or
---server-date). With --secret it recomputes the password and says whether it matches.
+--server-date). An expiry further ahead than --max-ttl (24 h by default) warns: the issuer's
+clock is ahead, or it mints with an oversized TTL; with a known server clock it says which.
+With --secret it recomputes the password and says whether it matches.
 
 \b
 Examples:
@@ -18,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rtccheck.causes import CauseId
-from rtccheck.checks.base import CheckContext, CheckOptions
+from rtccheck.checks.base import DEFAULT_MAX_TTL_S, CheckContext, CheckOptions
 from rtccheck.credential_service import ServerClock
 from rtccheck.explain.password_diagnosis import diagnose_mismatch, password_matches
 from rtccheck.explain.username_shape import Shape, UsernameShape, analyse_username
@@ -29,8 +31,6 @@ from rtccheck.uri import IceServer
 CAPABILITY = ("credentials",)
 #: a credential expiring sooner than this cannot carry a call started now
 SHORT_VALIDITY_S = 300
-#: a credential valid longer than this is a long-lived secret if it leaks
-LONG_VALIDITY_S = 7 * 86400
 #: clock differences below this are measurement noise (HTTP dates have 1 s resolution)
 CLOCK_SKEW_WARN_S = 30
 
@@ -81,7 +81,11 @@ def explain(subject: Subject, ctx: CheckContext) -> list[CheckResult]:
     shape = analyse_username(subject.username, ctx.options.separator)
     results = [username_result(subject, shape, ctx.options)]
     if shape.shape is Shape.REST and shape.expiry is not None:
-        results.append(expiry_result(subject, shape.expiry, ctx.now(), ctx.options.server_clock))
+        results.append(
+            expiry_result(
+                subject, shape.expiry, ctx.now(), ctx.options.server_clock, ctx.options.max_ttl_s
+            )
+        )
     password = password_result(subject, shape, ctx.options.secret)
     if password is not None:
         results.append(password)
@@ -216,7 +220,11 @@ def _username(
 
 
 def expiry_result(
-    subject: Subject, expiry: int, now: float, server_clock: ServerClock | None
+    subject: Subject,
+    expiry: int,
+    now: float,
+    server_clock: ServerClock | None,
+    max_ttl_s: int = DEFAULT_MAX_TTL_S,
 ) -> CheckResult:
     """How long the credential stays valid, by this machine's clock and the server's."""
     local_left = expiry - now
@@ -225,13 +233,87 @@ def expiry_result(
         "seconds_left": round(local_left, 1),
     }
     if server_clock is None:
-        return _expiry(subject, expiry, local_left, metrics)
-    server_left = local_left - server_clock.offset_s
-    metrics["server_seconds_left"] = round(server_left, 1)
-    metrics["server_clock_offset_s"] = round(server_clock.offset_s, 1)
-    if (local_left > 0) == (server_left > 0):
-        return _expiry(subject, expiry, server_left, metrics)
-    return _clocks_disagree(subject, local_left, server_clock, metrics)
+        left = local_left
+    else:
+        left = local_left - server_clock.offset_s
+        metrics["server_seconds_left"] = round(left, 1)
+        metrics["server_clock_offset_s"] = round(server_clock.offset_s, 1)
+        if (local_left > 0) != (left > 0):
+            return _clocks_disagree(subject, local_left, server_clock, metrics)
+    if max(local_left, left) > max_ttl_s:
+        return _beyond_max_ttl(
+            subject, expiry, local_left, clock=server_clock, max_ttl_s=max_ttl_s, metrics=metrics
+        )
+    return _expiry(subject, expiry, left, metrics)
+
+
+def _beyond_max_ttl(
+    subject: Subject,
+    expiry: int,
+    local_left: float,
+    *,
+    clock: ServerClock | None,
+    max_ttl_s: int,
+    metrics: Metrics,
+) -> CheckResult:
+    """An expiry further ahead than any call needs: the issuer's clock, or its TTL."""
+    metrics["max_ttl_s"] = max_ttl_s
+    limit = f"--max-ttl {human_duration(max_ttl_s)}"
+    summary = f"expires {human_duration(local_left)} ahead (at {utc_text(expiry)}), beyond {limit}"
+    if clock is None:
+        cause = (
+            f"The expiry lies further ahead than {limit}. Two causes give that: the issuer's "
+            "clock is ahead of the real time (clock skew), or it mints credentials with an "
+            "oversized TTL. Either way a leaked credential works that long."
+        )
+        fix = (
+            "Compare the issuer's clock with this machine's (give --server-date, or use "
+            "--credentials-url, whose Date header tells it); if the clocks agree, lower the "
+            "TTL it mints with to hours."
+        )
+        return _expiry_finding(
+            subject, Status.WARN, summary, metrics, cause_id=CauseId.CREDENTIAL_LONG_LIVED,
+            cause=cause, fix=fix,
+        )  # fmt: skip
+    return _ttl_or_skew(
+        subject, summary, local_left=local_left, clock=clock, max_ttl_s=max_ttl_s, metrics=metrics
+    )
+
+
+def _ttl_or_skew(
+    subject: Subject,
+    summary: str,
+    *,
+    local_left: float,
+    clock: ServerClock,
+    max_ttl_s: int,
+    metrics: Metrics,
+) -> CheckResult:
+    offset = clock.offset_s
+    issuer_ttl = local_left - offset
+    metrics["issuer_clock_offset_s"] = round(offset, 1)
+    metrics["issuer_ttl_s"] = round(issuer_ttl, 1)
+    skew = f"{human_duration(offset)} {'ahead of' if offset > 0 else 'behind'} this machine's"
+    summary += f"; issuer clock {skew}"
+    if issuer_ttl <= max_ttl_s:
+        cause = (
+            f"The issuer's clock is {skew} (from the {clock.source}): by its own clock it minted "
+            f"a TTL of {human_duration(issuer_ttl)}, which is sane. Clock skew is the cause, not "
+            "an oversized TTL; a TURN server with the right time accepts the credential for "
+            f"{human_duration(local_left)}."
+        )
+        fix = "Synchronise the issuer's clock (NTP: chrony, systemd-timesyncd)."
+    else:
+        cause = (
+            f"Even by the issuer's own clock ({skew}, from the {clock.source}) the credential "
+            f"is valid for {human_duration(issuer_ttl)}: the TTL it mints with is oversized, "
+            "not (only) its clock. A leaked credential works that long."
+        )
+        fix = "Lower the TTL the issuer mints with to hours (a day at most)."
+    return _expiry_finding(
+        subject, Status.WARN, summary, metrics, cause_id=CauseId.CREDENTIAL_LONG_LIVED,
+        cause=cause, fix=fix,
+    )  # fmt: skip
 
 
 def _expiry(subject: Subject, expiry: int, left: float, metrics: Metrics) -> CheckResult:
@@ -258,16 +340,6 @@ def _expiry(subject: Subject, expiry: int, left: float, metrics: Metrics) -> Che
             cause="A call started now loses its relay at the first refresh after the expiry "
             "(turnkit refuses refreshes with expired credentials).",
             fix="Mint credentials with a ttl that covers a whole call (an hour or more).",
-        )
-    if left > LONG_VALIDITY_S:
-        return _expiry_finding(
-            subject,
-            Status.WARN,
-            f"valid for another {human_duration(left)} (until {until})",
-            metrics,
-            cause_id=CauseId.CREDENTIAL_LONG_LIVED,
-            cause="A credential valid this long works for anyone who copies it from the app.",
-            fix="Use a ttl of hours (a day at most) and mint credentials per session.",
         )
     return _expiry_finding(
         subject, Status.PASS, f"valid for another {human_duration(left)} (until {until})", metrics

@@ -5,7 +5,9 @@ both forced to relay-only (iceTransportPolicy "relay"), allocate on that server,
 it and exchange data: --packets pings 2 ms apart (RTT p50/p95, loss), then a 0.3 s burst of
 1200-byte packets (throughput, echoed both ways). The selected candidate pair is reported and
 must be relay on both ends: that proves the relay carried the data. Two agents with host (and
-srflx) candidates measure the direct path the same way.
+srflx) candidates measure the direct path the same way, unless the app's RTCConfiguration
+(--ice-config) sets iceTransportPolicy "relay": a browser then never uses the direct path, so
+data.direct is reported as not applicable.
 
 A path that fails says why: no relay candidate (with the allocation error), checks failing
 through the relay (the relay's peer policy refuses the other agent's relayed address, or a
@@ -86,10 +88,27 @@ async def run(ctx: CheckContext) -> list[CheckResult]:
     turn_servers = [server for server in ctx.targets if server.is_turn]
     skipped = {server.uri: _skipped(server) for server in turn_servers}
     paths = [relay_path(s, tls) for s in turn_servers if skipped[s.uri] is None]
-    paths.append(await direct_path(ctx.targets))
+    not_applicable = []
+    if ctx.options.relay_only:
+        not_applicable.append(_direct_not_applicable())
+    else:
+        paths.append(await direct_path(ctx.targets))
     measuring = asyncio.Lock()
     measured = await asyncio.gather(*(check_path(p, hosts, measuring, ctx) for p in paths))
-    return [result for result in skipped.values() if result is not None] + list(measured)
+    skips = [result for result in skipped.values() if result is not None]
+    return skips + list(measured) + not_applicable
+
+
+def _direct_not_applicable() -> CheckResult:
+    return CheckResult(
+        "data.direct",
+        "direct",
+        Status.SKIP,
+        'not applicable: the app\'s RTCConfiguration sets iceTransportPolicy "relay", so it '
+        "never uses the direct path",
+        cause_id=CauseId.NOT_APPLICABLE_RELAY_POLICY,
+        details={"not_applicable": True, "ice_transport_policy": "relay"},
+    )
 
 
 def _skipped(server: IceServer) -> CheckResult | None:

@@ -8,6 +8,11 @@ permission means a client could make the relay send packets into the server's ow
 No data is ever sent to these addresses, and the allocation is deleted at the end. IPv6 peers
 are tried on an IPv6 allocation when the IPv4 one refuses them for their family (443).
 
+A relay that itself listens on loopback is a lab (a test bench, CI): it must accept loopback
+peers for its own clients to reach each other, so plain loopback peers (127.0.0.1, ::1)
+accepted there warn (loopback-peers-lab) instead of failing. Every other forbidden peer still
+fails, the IPv4-mapped and other embedded forms of loopback too.
+
 \b
 Examples:
   rtccheck policy turn:turn.example.com --secret-file /etc/turnkit/rest-secret
@@ -17,6 +22,7 @@ Examples:
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -34,6 +40,8 @@ from rtccheck.results import CheckResult, JsonValue, Status
 CAPABILITY = ("policy",)
 #: CreatePermission requests in flight at once on one allocation
 CONCURRENCY = 4
+#: peers a relay listening on loopback may accept: a lab setting, not a hole
+LAB_PEERS = frozenset({"127.0.0.1", "::1"})
 
 
 class Verdict(StrEnum):
@@ -90,6 +98,12 @@ class Auditor:
 
     async def permissions(self, peers: tuple[ForbiddenPeer, ...], family: int) -> list[PeerOutcome]:
         """Allocate (IPv4 or IPv6 relay), ask a permission per peer, delete the allocation."""
+        return (await self.audit(peers, family))[0]
+
+    async def audit(
+        self, peers: tuple[ForbiddenPeer, ...], family: int
+    ) -> tuple[list[PeerOutcome], str]:
+        """The outcomes, and the address the relay was reached at."""
         ctx = self.ctx
         async with connect(
             self.target.endpoint,
@@ -99,19 +113,26 @@ class Auditor:
         ) as connection:
             session = new_session(connection, self.target, ctx.timeout, self.cache)
             async with allocation(session, family=family):
-                return await ask_permissions(session, peers)
+                return await ask_permissions(session, peers), connection.remote[0]
 
 
 async def audit(target: Target, ctx: CheckContext, settings: CheckOptions) -> CheckResult:
     auditor = Auditor(target, ctx, settings)
     try:
-        outcomes = await auditor.permissions(FORBIDDEN_PEERS, FAMILY_IPV4)
+        outcomes, relay_host = await auditor.audit(FORBIDDEN_PEERS, FAMILY_IPV4)
     except ProbeError as error:
         return _not_audited(target, error, ctx)
     family_refused = tuple(o.peer for o in outcomes if o.verdict is Verdict.UNTESTED)
     if family_refused:
         outcomes = await _retry_on_ipv6(auditor, outcomes, family_refused)
-    return policy_result(target, outcomes)
+    return policy_result(target, outcomes, relay_host if is_loopback(relay_host) else None)
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 async def ask_permissions(
@@ -153,7 +174,10 @@ async def _retry_on_ipv6(
     return [retried.get(outcome.peer, outcome) for outcome in outcomes]
 
 
-def policy_result(target: Target, outcomes: list[PeerOutcome]) -> CheckResult:
+def policy_result(
+    target: Target, outcomes: list[PeerOutcome], lab_host: str | None = None
+) -> CheckResult:
+    """The audit's verdict; ``lab_host`` is the relay's own loopback address, when it has one."""
     accepted = [o for o in outcomes if o.verdict is Verdict.ACCEPTED]
     untested = [o for o in outcomes if o.verdict in (Verdict.UNTESTED, Verdict.ERROR)]
     refused = [o for o in outcomes if o.verdict is Verdict.REFUSED]
@@ -166,8 +190,17 @@ def policy_result(target: Target, outcomes: list[PeerOutcome]) -> CheckResult:
         "peers": [_peer_detail(o) for o in outcomes],
         "accepted": [o.peer.address for o in accepted],
     }
-    if accepted:
-        return _accepts_forbidden(target, accepted, metrics, details)
+    lab = [o for o in accepted if lab_host is not None and o.peer.address in LAB_PEERS]
+    if lab_host is not None:
+        details["lab"] = {"relay_address": lab_host, "accepted": [o.peer.address for o in lab]}
+    forbidden = [o for o in accepted if o not in lab]
+    if forbidden:
+        return _accepts_forbidden(target, forbidden, metrics, details)
+    if lab:
+        assert lab_host is not None
+        return _lab_loopback(
+            target, lab, relay_host=lab_host, refused=len(refused), metrics=metrics, details=details
+        )
     summary = f"the relay refuses all {len(refused)} forbidden peer addresses tried"
     if untested:
         summary += f" ({len(untested)} could not be tried: see details)"
@@ -204,6 +237,34 @@ def _accepts_forbidden(
         fix="Deny them in the relay's peer policy: turn-relay denies them by default (check "
         "allowed_peers); coturn needs denied-peer-ip for RFC 1918/100.64/169.254 ranges, "
         "no allow-loopback-peers, and a version that canonicalises IPv4-mapped peers.",
+        details=details,
+        capabilities=CAPABILITY,
+    )
+
+
+def _lab_loopback(
+    target: Target,
+    lab: list[PeerOutcome],
+    *,
+    relay_host: str,
+    refused: int,
+    metrics: dict[str, float | int | str | None],
+    details: dict[str, JsonValue],
+) -> CheckResult:
+    listed = ", ".join(o.peer.address for o in lab)
+    return CheckResult(
+        check="policy.peers",
+        target=target.server.uri,
+        status=Status.WARN,
+        summary=f"lab setting: the relay accepts loopback peers ({listed}), as it listens on "
+        f"loopback itself ({relay_host}); it refuses the other {refused} forbidden peers tried",
+        metrics=metrics,
+        cause_id=CauseId.LOOPBACK_PEERS_LAB,
+        cause="A relay on loopback serves clients on the same host, which reach each other "
+        "through loopback peers; on a relay reachable from elsewhere the same setting lets "
+        "clients into the host's own services.",
+        fix="Nothing for a lab. On a public relay deny loopback peers (turn-relay: drop "
+        "127.0.0.0/8 and ::1 from allowed_peers; coturn: no allow-loopback-peers).",
         details=details,
         capabilities=CAPABILITY,
     )

@@ -1,15 +1,8 @@
-"""The JSON Schema of ``rtccheck --json`` output, shipped with the package."""
+"""The JSON Schema of ``rtccheck --json`` output: the report schema shared with the relay's
+report store (it ships in ``turn_relay/reports/report.schema.json``)."""
 
 from __future__ import annotations
 
-import json
-from importlib import resources
-from typing import Any
+from turn_relay.reports.schema import REPORT_SCHEMA_FILE, load_report_schema
 
-REPORT_SCHEMA_FILE = "report.schema.json"
-
-
-def load_report_schema() -> dict[str, Any]:
-    text = resources.files(__name__).joinpath(REPORT_SCHEMA_FILE).read_text(encoding="utf-8")
-    schema: dict[str, Any] = json.loads(text)
-    return schema
+__all__ = ["REPORT_SCHEMA_FILE", "load_report_schema"]

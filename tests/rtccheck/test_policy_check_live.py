@@ -48,18 +48,20 @@ def test_turn_relay_default_policy_refuses_them_all(tmp_path: Path) -> None:
     assert document["requirements"][0]["met"] is True
 
 
-def test_an_allow_list_reopening_loopback_is_reported(tmp_path: Path) -> None:
+def test_an_allow_list_reopening_loopback_on_a_loopback_relay_is_a_named_lab_setting(
+    tmp_path: Path,
+) -> None:
     relay = start_turn_relay(tmp_path, RelayOptions(allowed_peers=("127.0.0.0/8",)))
     try:
         code, document = run_cli("policy", f"turn:127.0.0.1:{relay.port}", "--secret", SECRET)
     finally:
         stop(relay)
-    assert code == 1
+    assert code == 0
     result = only(document, "policy.peers")
-    assert result["status"] == "fail"
-    assert "127.0.0.1" in result["details"]["accepted"]
-    assert result["cause_id"] == "forbidden-peers-accepted"
-    assert "169.254.169.254" not in result["details"]["accepted"]
+    assert result["status"] == "warn"
+    assert result["details"]["accepted"] == ["127.0.0.1"]
+    assert result["cause_id"] == "loopback-peers-lab"
+    assert result["summary"].startswith("lab setting: the relay accepts loopback peers (127.0.0.1)")
 
 
 @pytest.mark.interop

@@ -79,6 +79,34 @@ def test_accepting_any_forbidden_peer_fails_and_names_it() -> None:
     assert result.capabilities == ("policy",)
 
 
+def _accepting(*addresses: str) -> list[policy.PeerOutcome]:
+    return [
+        policy.outcome_of(peer, None if peer.address in addresses else _refusal())
+        for peer in FORBIDDEN_PEERS
+    ]
+
+
+def test_loopback_peers_on_a_loopback_relay_warn_as_a_lab() -> None:
+    result = policy.policy_result(_target(), _accepting("127.0.0.1", "::1"), "127.0.0.1")
+    assert result.status is Status.WARN and result.cause_id == "loopback-peers-lab"
+    assert result.details["lab"] == {"relay_address": "127.0.0.1", "accepted": ["127.0.0.1", "::1"]}
+    assert result.capabilities == ("policy",)
+
+
+def test_a_lab_still_fails_on_mapped_metadata_and_private_peers() -> None:
+    for address in ("::ffff:127.0.0.1", "169.254.169.254", "10.0.0.1"):
+        result = policy.policy_result(_target(), _accepting("127.0.0.1", address), "127.0.0.1")
+        assert result.status is Status.FAIL, address
+        assert result.cause_id == "forbidden-peers-accepted"
+        assert address in result.summary and "127.0.0.1 (loopback)" not in result.summary
+
+
+def test_loopback_peers_on_a_relay_elsewhere_fail() -> None:
+    result = policy.policy_result(_target(), _accepting("127.0.0.1"))
+    assert result.status is Status.FAIL
+    assert "127.0.0.1 (loopback)" in result.summary
+
+
 def test_refusing_them_all_passes() -> None:
     outcomes = [policy.outcome_of(peer, _refusal()) for peer in FORBIDDEN_PEERS]
     result = policy.policy_result(_target(), outcomes)

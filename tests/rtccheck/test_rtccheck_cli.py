@@ -143,6 +143,9 @@ def test_unmet_requirement_exits_1() -> None:
         ("relay-udp", False),
     ]
     assert document["verdict"].endswith("required but not shown: relay-udp")
+    missing = document["requirements"][1]["missing"]
+    assert missing.startswith("the credentials, dns check families run no turn check (relay-udp ")
+    assert "no turn: URI over UDP (turn:HOST or turn:HOST?transport=udp) was given" in missing
 
 
 def test_terminal_report_ends_with_the_verdict() -> None:

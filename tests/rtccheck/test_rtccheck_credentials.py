@@ -114,7 +114,10 @@ async def test_expiring_soon_warns() -> None:
 async def test_very_long_validity_warns() -> None:
     expiry = (await run(context(f"{int(NOW) + 400 * 86400}:alice")))["credentials.expiry"]
     assert expiry.status is Status.WARN
-    assert expiry.summary.startswith("valid for another 400 d")
+    assert expiry.summary == (
+        "expires 400 d ahead (at 2024-12-18 22:13:20 UTC), beyond --max-ttl 1 d"
+    )
+    assert expiry.cause_id == "credential-long-lived"
 
 
 @pytest.mark.asyncio

@@ -60,7 +60,7 @@ def test_failures_show_cause_and_fix_then_requirements_and_verdict() -> None:
     text = rendered()
     assert "cause: The credential expired." in text
     assert "fix:   Mint a fresh one." in text or "fix: Mint a fresh one." in text
-    assert "requirements" in text and "no check tested it" in text
+    assert "requirements" in text and "no turn: URI over UDP" in text
     last_line = text.strip().splitlines()[-1]
     assert last_line.startswith("FAIL (1 pass, 1 fail)")
 

@@ -127,6 +127,10 @@ def test_unmet_requirement_fails_the_run() -> None:
     unmet = report(passing, ("relay-udp", "relay-tls"))
     assert unmet.exit_code == 1 and unmet.status is Status.PASS
     assert unmet.verdict == "FAIL (1 pass); required but not shown: relay-tls"
+    (_, tls) = unmet.requirements
+    assert tls.missing == (
+        "no turns: URI was given (as an argument, in --ice-config or from --credentials-url)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -248,6 +252,7 @@ def test_json_round_trips_through_asdict_field_names() -> None:
         "exit_code",
         "verdict",
         "checks_run",
+        "durations_s",
         "targets",
         "requirements",
         "results",
@@ -279,7 +284,8 @@ def test_junit_has_a_case_per_result_and_requirement(tmp_path: Path) -> None:
     assert [c.get("name") for c in requirement_cases] == ["require relay-udp", "require relay-tls"]
     assert requirement_cases[0].find("failure") is None
     unmet = requirement_cases[1].find("failure")
-    assert unmet is not None and unmet.text is not None and "no check run showed it" in unmet.text
+    assert unmet is not None and unmet.text is not None and "no turns: URI was given" in unmet.text
+    assert unmet.get("type") == "requirement-unmet"
 
 
 def test_junit_warning_is_a_passing_case_with_output() -> None:
@@ -295,6 +301,8 @@ def test_junit_warning_is_a_passing_case_with_output() -> None:
 # --- the schema, the dataclasses and the documentation agree ---------------------------------
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "rtccheck-json.md"
+#: top-level fields only stored reports have (the check page's, a peer test's): optional
+STORED_REPORT_FIELDS = ("source", "client", "relay_observed")
 
 
 @pytest.mark.parametrize(
@@ -313,7 +321,8 @@ def test_schema_lists_exactly_the_dataclass_fields(
     for key in schema_path:
         schema = schema[key]
     names = [field.name for field in fields(dataclass_type)]
-    assert list(schema["properties"]) == names
+    optional = list(STORED_REPORT_FIELDS) if dataclass_type is Report else []
+    assert list(schema["properties"]) == names + optional
     assert schema["required"] == names
     doc = DOC.read_text(encoding="utf-8")
     missing = [name for name in names if f"| `{name}` |" not in doc]

@@ -49,8 +49,9 @@ CTX = CheckContext(targets=(), timeout=0.01)
 async def test_results_keep_registry_order_whatever_finishes_first() -> None:
     families = [Family("slow", Fixed("slow", 0.05)), Family("fast", Fixed("fast"))]
     recorder = Recorder()
-    results = await run_families(families, CTX, recorder)
-    assert [r.check for r in results] == ["slow.x", "fast.x"]
+    runs = await run_families(families, CTX, recorder)
+    assert [r.check for run in runs for r in run.results] == ["slow.x", "fast.x"]
+    assert [run.name for run in runs] == ["slow", "fast"]
     assert recorder.events[:2] == [("started", "slow", 0), ("started", "fast", 0)]
     assert recorder.events[2:] == [("finished", "fast", 1), ("finished", "slow", 1)]
 
@@ -58,7 +59,7 @@ async def test_results_keep_registry_order_whatever_finishes_first() -> None:
 @pytest.mark.asyncio
 async def test_a_crash_is_a_failed_result_and_others_still_report() -> None:
     families = [Family("broken", Broken()), Family("fine", Fixed("fine"))]
-    crashed, fine = await run_families(families, CTX, NoProgress())
+    ((crashed,), (fine,)) = [run.results for run in await run_families(families, CTX, NoProgress())]
     assert crashed.status is Status.FAIL and crashed.check == "broken"
     assert crashed.summary == "the check crashed: RuntimeError: boom"
     assert crashed.cause is not None and "not a finding about the servers" in crashed.cause
@@ -68,9 +69,18 @@ async def test_a_crash_is_a_failed_result_and_others_still_report() -> None:
 @pytest.mark.asyncio
 async def test_a_family_past_its_deadline_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("rtccheck.runner.DEADLINE_MARGIN_S", 0.05)
-    (result,) = await run_families([Family("hang", Fixed("hang", 10))], CTX, NoProgress())
+    (run,) = await run_families([Family("hang", Fixed("hang", 10))], CTX, NoProgress())
+    (result,) = run.results
     assert result.status is Status.FAIL
     assert result.summary.startswith("did not finish within")
+
+
+@pytest.mark.asyncio
+async def test_each_family_run_has_its_wall_time_by_the_contexts_clock() -> None:
+    ticks = iter([10.0, 12.5])
+    ctx = CheckContext(targets=(), timeout=0.01, monotonic=lambda: next(ticks))
+    (run,) = await run_families([Family("timed", Fixed("timed"))], ctx, NoProgress())
+    assert run.duration_s == 2.5
 
 
 @pytest.mark.asyncio

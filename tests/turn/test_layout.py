@@ -17,9 +17,9 @@ import pytest
 import turn_relay
 
 ROOT = Path(turn_relay.__file__).parent
-LAYERS = ("auth", "core", "config", "api", "offload", "fleet", "shell", "cli")
+LAYERS = ("auth", "core", "config", "reports", "api", "offload", "fleet", "shell", "cli")
 RANK = {name: rank for rank, name in enumerate(LAYERS)}
-RANK["offload"] = RANK["fleet"] = RANK["config"]  # driven by the shell, below api and shell
+RANK["offload"] = RANK["fleet"] = RANK["reports"] = RANK["config"]  # beside config, below api
 NO_IO = {"asyncio", "socket", "time", "selectors", "ssl", "aiohttp", "uvloop", "tomllib"}
 IO_FREE_LAYERS = {"auth", "core"}
 OUTSIDE = {"rtccheck", "bench", "tests"}  # the relay never imports the tools built on it
