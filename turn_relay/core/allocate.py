@@ -50,6 +50,7 @@ class AllocateHandler:
     def __init__(self, settings: CoreSettings, table: Table) -> None:
         self.settings = settings
         self.table = table
+        self.alternate: Address | None = None  # where a full relay sends new clients (300)
 
     # ------------------------------------------------------------ Allocate
 
@@ -96,7 +97,12 @@ class AllocateHandler:
             raise RequestError(400, "EVEN-PORT with R=1 and ADDITIONAL-ADDRESS-FAMILY")
         if additional is not None and additional.value != FAMILY_IPV6:
             raise RequestError(400, f"ADDITIONAL-ADDRESS-FAMILY {additional.value}, only IPv6 (2)")
-        if self.table.quota_reached(auth.credential.user):
+        if self.table.full():
+            if self.alternate is not None:
+                alternate = attrs.AlternateServer(*self.alternate)
+                raise RequestError(300, "relay full: try the alternate", alternate)
+            raise RequestError(486, "relay at its allocation limit")
+        if self.table.user_at_quota(auth.credential.user):
             raise RequestError(486, f"user {auth.credential.user!r} at quota")
         return _Plan(family, additional is not None, even, None if token is None else token.value)
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from stun_server.wire import (
     Message,
@@ -132,6 +132,13 @@ class RelayCore:
         self._peers.policy = policy
 
     # ================================================================ events
+
+    def fleet_changed(self, remote_users: Mapping[str, int], alternate: Address | None) -> None:
+        """Facts from a fleet's other relays, as the shell last read them: their allocations by
+        user (the per-user quota counts them too) and the sibling a full relay sends new clients
+        to (300 Try Alternate). Empty and None when there is no fleet or Redis is away."""
+        self.table.remote_per_user = remote_users
+        self._allocations.alternate = alternate
 
     def receive(self, data: bytes, five_tuple: FiveTuple, now: float) -> list[Action]:
         """A datagram (UDP) or one frame (TCP/TLS) from the client on ``five_tuple``."""

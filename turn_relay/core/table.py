@@ -14,7 +14,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -118,6 +118,8 @@ class Table:
         self.routes_out: dict[tuple[FiveTuple, int], ChannelBinding] = {}
         self.routes_in: dict[tuple[Address, Address], ChannelBinding] = {}
         self.per_user: Counter[str] = Counter()
+        # allocations the other relays of a fleet hold, by user (fed by the shell, never waited on)
+        self.remote_per_user: Mapping[str, int] = {}
         self._heap: list[tuple[float, int, _Timer]] = []
         self._seq = itertools.count()
 
@@ -127,9 +129,18 @@ class Table:
     # ------------------------------------------------------------ quotas
 
     def quota_reached(self, user: str) -> bool:
-        if self.max_total and len(self.by_five_tuple) >= self.max_total:
-            return True
-        return bool(self.max_per_user) and self.per_user[user] >= self.max_per_user
+        return self.full() or self.user_at_quota(user)
+
+    def full(self) -> bool:
+        """This relay holds ``max_total`` allocations."""
+        return bool(self.max_total) and len(self.by_five_tuple) >= self.max_total
+
+    def user_at_quota(self, user: str) -> bool:
+        """``user`` holds ``max_per_user`` allocations here and on the fleet's other relays."""
+        if not self.max_per_user:
+            return False
+        held = self.per_user[user] + self.remote_per_user.get(user, 0)
+        return held >= self.max_per_user
 
     # ------------------------------------------------------------ allocations
 
