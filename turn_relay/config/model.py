@@ -140,6 +140,24 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FleetConfig:
+    """Several relays as one service through a shared Redis (empty redis_url: no fleet)."""
+
+    redis_url: str | None = None  # redis://host:port/db, no password: see the two below
+    redis_password_file: Path | None = None
+    redis_password_env: str | None = None
+    relay_id: str | None = None  # unique in the fleet; default: the first listen address
+    alternates: tuple[str, ...] = ()  # "ip:port" siblings' 300 answers name for this relay
+    heartbeat: float = 0.5  # seconds between publishing and reading the fleet
+    ttl: float = 3.0  # a relay silent this long drops out
+    prefix: str = "turnkit"  # Redis key prefix: one Redis can hold several fleets
+
+    @property
+    def enabled(self) -> bool:
+        return self.redis_url is not None
+
+
+@dataclass(frozen=True, slots=True)
 class TurnConfig:
     server: ServerConfig
     relay: RelayConfig
@@ -150,6 +168,7 @@ class TurnConfig:
     peer_policy: PeerPolicyConfig = field(default_factory=PeerPolicyConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    fleet: FleetConfig = field(default_factory=FleetConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +178,7 @@ class Secrets:
         default_factory=lambda: MappingProxyType({}), repr=False
     )
     api_key: str | None = field(default=None, repr=False)
+    redis_password: str | None = field(default=None, repr=False)
 
 
 _RELAY = RelayConfig(())

@@ -20,6 +20,7 @@ from .model import (
     ApiConfig,
     AuthConfig,
     ConfigError,
+    FleetConfig,
     ListenConfig,
     MetricsConfig,
     PeerPolicyConfig,
@@ -249,6 +250,51 @@ def _metrics(table: Table) -> MetricsConfig:
     return metrics
 
 
+_FLEET = FleetConfig()
+
+
+def _alternate(table: Table, key: str, text: str) -> str:
+    host, sep, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise table.fail(key, f"{text!r} is not ip:port")
+    check_ip(table, key, host)
+    return text
+
+
+def _fleet(table: Table, listen: ListenConfig) -> FleetConfig:
+    url = table.optional_text("redis_url")
+    if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise table.fail("redis_url", f"{url!r}: expected redis://, rediss:// or unix://")
+    if url is not None and "@" in url.split("//", 1)[-1].split("/", 1)[0]:
+        raise table.fail(
+            "redis_url", "holds a password; name redis_password_file or redis_password_env"
+        )
+    password_file, password_env = one_source(table, "redis_password_file", "redis_password_env")
+    relay_id = table.optional_text("relay_id")
+    if relay_id is not None and not relay_id.strip():
+        raise table.fail("relay_id", "is empty")
+    alternates = table.text_list("alternates", _FLEET.alternates)
+    for index, text in enumerate(alternates):
+        _alternate(table, f"alternates[{index}]", text)
+    fleet = FleetConfig(
+        redis_url=url,
+        redis_password_file=password_file,
+        redis_password_env=password_env,
+        relay_id=relay_id or (listen.addresses[0] if url else None),
+        alternates=alternates,
+        heartbeat=table.positive_number("heartbeat", _FLEET.heartbeat),
+        ttl=table.positive_number("ttl", _FLEET.ttl),
+        prefix=table.text("prefix", _FLEET.prefix),
+    )
+    if fleet.ttl <= fleet.heartbeat:
+        raise table.fail("ttl", f"{fleet.ttl} must be longer than heartbeat {fleet.heartbeat}")
+    if not fleet.prefix:
+        raise table.fail("prefix", "is empty")
+    table.finish()
+    return fleet
+
+
 # Entry points.
 
 
@@ -268,6 +314,7 @@ def parse(data: Mapping[str, object]) -> TurnConfig:
         peer_policy=_peer_policy(root.table("peer_policy")),
         api=_api(root.table("api"), server, listen, relay),
         metrics=_metrics(root.table("metrics")),
+        fleet=_fleet(root.table("fleet"), listen),
     )
     root.finish()
     return config

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
-from .model import ApiConfig, AuthConfig, ConfigError, Secrets, TurnConfig
+from .model import ApiConfig, AuthConfig, ConfigError, FleetConfig, Secrets, TurnConfig
 
 
 def _meaningful_lines(path: Path, key: str) -> list[tuple[int, str]]:
@@ -83,4 +83,22 @@ def load_secrets(config: TurnConfig, environ: Mapping[str, str] | None = None) -
         rest_secrets=load_rest_secrets(config.auth, env),
         static_users=_static_users(config.auth.users_file),
         api_key=_api_key(config.api, env) if config.api.enabled else None,
+        redis_password=_redis_password(config.fleet, env),
     )
+
+
+def _redis_password(fleet: FleetConfig, environ: Mapping[str, str]) -> str | None:
+    if fleet.redis_password_file is not None:
+        lines = _meaningful_lines(fleet.redis_password_file, "fleet.redis_password_file")
+        if not lines:
+            raise ConfigError(f"fleet.redis_password_file: {fleet.redis_password_file} is empty")
+        return lines[0][1]
+    if fleet.redis_password_env is not None:
+        value = environ.get(fleet.redis_password_env, "").strip()
+        if not value:
+            raise ConfigError(
+                f"fleet.redis_password_env: environment variable {fleet.redis_password_env}"
+                " is not set"
+            )
+        return value
+    return None
