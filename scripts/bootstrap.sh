@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs everything turnkit and its tests need; safe to run again (it skips what is present).
 #   system: coturn (reference peer + turnutils), nftables/iproute2/conntrack (NAT lab), chromium
-#           (a browser as TURN client; TURNKIT_NO_CHROMIUM=1 skips it), make, openssl
-#   python: .venv with `pip install -e .[dev]`
+#           (a browser as TURN client; TURNKIT_NO_CHROMIUM=1 skips it), make, openssl,
+#           systemd (only `systemd-analyze verify` of packaging/systemd/*.service)
+#   python: .venv with `pip install -e .[dev]`; .venv/build-floor with exactly the oldest
+#           setuptools pyproject.toml declares (tests/packaging builds the wheel with it, offline)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +16,7 @@ command -v conntrack >/dev/null 2>&1 || need_apt+=(conntrack)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 # a real browser as a TURN client in tests/interop/test_turn_chromium.py (skipped without it)
 [ -x /usr/bin/chromium ] || [ -n "${TURNKIT_NO_CHROMIUM:-}" ] || need_apt+=(chromium fonts-liberation)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -38,4 +41,15 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip >/dev/null
   .venv/bin/pip install -q -e '.[dev]'
   touch "$stamp"
+fi
+
+# The declared build-system floor, e.g. "setuptools>=77.0.1" -> 77.0.1, in a venv of its own.
+floor=$(.venv/bin/python -c 'import re, tomllib; r = tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]; print(next(re.fullmatch(r"setuptools>=([\w.]+)", x).group(1) for x in r if x.startswith("setuptools")))')
+floor_stamp=.venv/build-floor/.setuptools-$floor
+if [ ! -f "$floor_stamp" ]; then
+  echo "bootstrap: .venv/build-floor with setuptools==$floor"
+  rm -rf .venv/build-floor
+  "$PY" -m venv .venv/build-floor
+  .venv/build-floor/bin/pip install -q "setuptools==$floor" >/dev/null
+  touch "$floor_stamp"
 fi
