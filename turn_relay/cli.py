@@ -23,6 +23,7 @@ Examples:
   turn-relay serve --secret-file rest-secret --allowed-peer 127.0.0.0/8
   turn-relay credentials --user alice --secret-file rest-secret \\
       --url 'turn:127.0.0.1:3478?transport=udp'
+  turn-relay example-config > relay.toml     # a commented config to edit
 
 `turn-relay serve --help` has more (the HTTP API, a deployment config).
 """
@@ -40,8 +41,8 @@ Example:
       --secret-env TURN_SECRETS --url 'turn:turn.example.com:3478?transport=udp'
 """
 
-_SERVE_HELP = """Run the relay from flags, from a TOML config (see
-configs/turn_relay.example.toml), or both. Each setting has one default, shown below and used
+_SERVE_HELP = """Run the relay from flags, from a TOML config (`turn-relay example-config`
+prints a commented one), or both. Each setting has one default, shown below and used
 with or without --config: flags override the file, the file overrides the defaults. With
 nothing set the relay suits a laptop: realm "turnkit", UDP and TCP on 127.0.0.1:3478, relay
 sockets on 127.0.0.1.
@@ -63,17 +64,33 @@ Examples:
   curl -H "Authorization: Bearer $(cat api-key)" 'http://127.0.0.1:8080/credentials?user=alice'
 
 \b
-  # a deployment: copy and edit configs/turn_relay.example.toml, validate it, run it
+  # a deployment: write the example config, edit it, validate it, run it
+  turn-relay example-config > /etc/turnkit/turn_relay.toml
   turn-relay serve --config /etc/turnkit/turn_relay.toml --check
   turn-relay serve --config /etc/turnkit/turn_relay.toml
 """
 
-_CONTEXT = {"max_content_width": 100}
+_EXAMPLE_CONFIG_HELP = """Print the example relay config: every key with its default and a comment.
+No secret is in it; it names the files that hold them.
+
+\b
+Example:
+  turn-relay example-config > /etc/turnkit/turn_relay.toml
+  turn-relay serve --config /etc/turnkit/turn_relay.toml --check
+"""
+
+_CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 @click.group(help=_MAIN_HELP, context_settings=_CONTEXT)
+@click.version_option(package_name="turnkit", prog_name="turn-relay")
 def main() -> None:
     pass
+
+
+@main.command("example-config", help=_EXAMPLE_CONFIG_HELP, short_help="Print the example config.")
+def example_config() -> None:
+    click.echo(relay_config.example_config(), nl=False)
 
 
 def _load_config(path: Path) -> TurnConfig:

@@ -324,6 +324,7 @@ def test_help_examples_are_the_expected_commands() -> None:
         "curl",
         "turn-relay",
         "turn-relay",
+        "turn-relay",
     ]
 
 
