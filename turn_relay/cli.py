@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from turn_relay.auth.credentials import DEFAULT_SEPARATOR, check_user, issue
 from turn_relay.config import AuthConfig, ConfigError, Secrets, TurnConfig
 from turn_relay.config.flags import ServeFlags, parse_port_range
 from turn_relay.config.flags import load as load_with_flags
+from turn_relay.config.tls_files import check_config_files, errors, summarize
 
 _MAIN_HELP = """TURN relay with time-limited (TURN REST) credentials.
 
@@ -48,8 +50,11 @@ nothing set the relay suits a laptop: realm "turnkit", UDP and TCP on 127.0.0.1:
 sockets on 127.0.0.1.
 
 Credentials come from the files or environment variables named, never from flags. SIGHUP
-reloads them without dropping allocations; SIGTERM stops cleanly. --check validates the
-settings, reads the secrets, prints what would run, and exits.
+reloads them and the TLS certificate and key without dropping allocations (a bad new
+certificate keeps the old one, with a warning); SIGTERM stops cleanly. --check validates the
+settings, reads the secrets, loads the TLS certificate and key, prints what would run, and
+exits: 2 when the certificate or key is unusable (not PEM, mismatched, expired), with a
+warning for one expiring within 14 days and for key or secret files others can read.
 
 \b
 Examples:
@@ -205,12 +210,24 @@ def summary(config: TurnConfig) -> list[str]:
         f"listen:  {listeners}",
         f"relay:   {relays}, ports {relay.port_min}-{relay.port_max}, channels {channels}",
     ]
+    cert = listen.tls_cert_file
+    if listen.tls_port and cert is not None:
+        lines.append(f"tls:     {cert}: {summarize(cert)}")
     if api.enabled:
         urls = " ".join(relay_config.ice_urls(config))
         lines.append(f"api:     http://{_host_port(api.listen, api.port)} hands out {urls}")
     else:
         lines.append("api:     off")
     return lines
+
+
+def _check_files(config: TurnConfig) -> None:
+    """One stderr line per problem with the TLS pair or a secret file; exit 2 on an error."""
+    findings = check_config_files(config, datetime.datetime.now(datetime.UTC))
+    for finding in findings:
+        click.echo(str(finding), err=True)
+    if errors(findings):
+        raise click.exceptions.Exit(2)
 
 
 def _host_port(host: str, port: int) -> str:
@@ -427,6 +444,7 @@ def serve(
         raise click.ClickException(
             "no credentials: give --secret-file/--secret-env/--users-file (or auth.* in --config)"
         )
+    _check_files(config)
     if check:
         click.echo(f"{config_path or 'flags'}: OK (realm {config.server.realm!r})")
         for line in summary(config):
