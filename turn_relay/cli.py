@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import click
+import tomli_w
 
 from turn_relay import config as relay_config
 from turn_relay.auth.credentials import DEFAULT_SEPARATOR, check_user, issue
 from turn_relay.config import AuthConfig, ConfigError, Secrets, TurnConfig
+from turn_relay.config.coturn_import import Conversion, convert, point_at_secret_files
 from turn_relay.config.flags import ServeFlags, parse_port_range
 from turn_relay.config.flags import load as load_with_flags
 from turn_relay.config.tls_files import check_config_files, errors, summarize
@@ -454,3 +457,90 @@ def serve(
     if log_level != "info":
         options["log_level"] = log_level
     start_server(config, secrets, **options)
+
+
+_IMPORT_HELP = """Convert a coturn turnserver.conf into a turn-relay config (TOML, on stdout or
+-o FILE). Each option it cannot map is named on stderr, one line each with the reason;
+options turn-relay already behaves like (no-loopback-peers, fingerprint, ...) are listed in
+the output's header.
+
+Secrets never go into the TOML: static-auth-secret goes to a file "rest-secrets" and user=
+lines to a file "users" (mode 0600) in --secrets-dir (default: the directory of -o, else the
+current one), which the config names. Existing files are not overwritten.
+
+Exit status: 0 when it wrote a config, 2 when the input cannot be read.
+
+\b
+Example:
+  turn-relay import-coturn /etc/turnserver.conf -o /etc/turnkit/turn_relay.toml
+  turn-relay serve --config /etc/turnkit/turn_relay.toml --check
+"""
+
+_SECTION_ORDER = ("server", "listen", "relay", "allocation", "quotas", "auth", "peer_policy")
+
+
+@main.command(
+    "import-coturn", help=_IMPORT_HELP, short_help="Convert a coturn turnserver.conf to TOML."
+)
+@click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=_FILE, help="Write the config here instead of stdout.")
+@click.option(
+    "--secrets-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the rest-secrets and users files go. [default: the directory of -o, else .]",
+)
+def import_coturn(source: Path, output: Path | None, secrets_dir: Path | None) -> None:
+    try:
+        text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        click.echo(f"error: {source}: cannot read it: {getattr(exc, 'strerror', None) or exc}",
+                   err=True)  # fmt: skip
+        raise click.exceptions.Exit(2) from None
+    conversion = convert(text)
+    directory = secrets_dir or (output.parent if output is not None else Path())
+    rest_secrets = _write_private(directory / "rest-secrets", conversion.rest_secrets)
+    users = [f"{name}:{password}" for name, password in conversion.static_users]
+    point_at_secret_files(conversion, rest_secrets, _write_private(directory / "users", users))
+    for unmapped in conversion.unmapped:
+        click.echo(f"{source}: {unmapped}", err=True)
+    document = _ordered(conversion)
+    try:
+        relay_config.parse(document)
+    except ConfigError as exc:
+        click.echo(f"warning: edit the result before use: {exc}", err=True)
+    toml = _import_header(source, conversion) + tomli_w.dumps(document)
+    if output is None:
+        click.echo(toml, nl=False)
+    else:
+        output.write_text(toml, encoding="utf-8")
+
+
+def _write_private(path: Path, lines: list[str]) -> Path | None:
+    """``lines`` into a new file only its owner can read; None when there is nothing."""
+    if not lines:
+        return None
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise click.ClickException(f"{path} exists; not overwriting it (--secrets-dir)") from None
+    except OSError as exc:
+        raise click.ClickException(f"{path}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write("".join(f"{line}\n" for line in lines))
+    click.echo(f"wrote {len(lines)} secret line(s) to {path} (mode 0600)", err=True)
+    return path.resolve()
+
+
+def _ordered(conversion: Conversion) -> dict[str, Any]:
+    sections = sorted(conversion.document, key=lambda s: (*_SECTION_ORDER, s).index(s))
+    return {section: conversion.document[section] for section in sections}
+
+
+def _import_header(source: Path, conversion: Conversion) -> str:
+    lines = [f"# turn-relay config converted from {source} (turn-relay import-coturn)."]
+    if conversion.already:
+        lines.append("# Already how turn-relay behaves, so not written below:")
+        lines += [f"#   {option.where()}" for option in conversion.already]
+    if conversion.unmapped:
+        lines.append(f"# Not mapped: {len(conversion.unmapped)} option(s), listed on stderr.")
+    return "\n".join(lines) + "\n\n"
