@@ -195,8 +195,8 @@ def test_option_syntax_forms() -> None:
 
 
 def test_static_auth_secret_without_use_auth_secret_is_named_not_used() -> None:
-    conversion = convert("static-auth-secret=s\n")
+    conversion = convert("listening-ip=127.0.0.1\nstatic-auth-secret=s\n")
     assert conversion.rest_secrets == []
     assert [str(u) for u in conversion.unmapped] == [
-        "line 1: static-auth-secret: not mapped: coturn ignores it without use-auth-secret"
+        "line 2: static-auth-secret: not mapped: coturn ignores it without use-auth-secret"
     ]
