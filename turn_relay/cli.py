@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import datetime
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import click
+import tomli_w
 
 from turn_relay import config as relay_config
 from turn_relay.auth.credentials import DEFAULT_SEPARATOR, check_user, issue
 from turn_relay.config import AuthConfig, ConfigError, Secrets, TurnConfig
+from turn_relay.config.coturn_import import Conversion, convert, point_at_secret_files
 from turn_relay.config.flags import ServeFlags, parse_port_range
 from turn_relay.config.flags import load as load_with_flags
+from turn_relay.config.tls_files import check_config_files, errors, summarize
 
 _MAIN_HELP = """TURN relay with time-limited (TURN REST) credentials.
 
@@ -23,6 +28,7 @@ Examples:
   turn-relay serve --secret-file rest-secret --allowed-peer 127.0.0.0/8
   turn-relay credentials --user alice --secret-file rest-secret \\
       --url 'turn:127.0.0.1:3478?transport=udp'
+  turn-relay example-config > relay.toml     # a commented config to edit
 
 `turn-relay serve --help` has more (the HTTP API, a deployment config).
 """
@@ -40,15 +46,18 @@ Example:
       --secret-env TURN_SECRETS --url 'turn:turn.example.com:3478?transport=udp'
 """
 
-_SERVE_HELP = """Run the relay from flags, from a TOML config (see
-configs/turn_relay.example.toml), or both. Each setting has one default, shown below and used
+_SERVE_HELP = """Run the relay from flags, from a TOML config (`turn-relay example-config`
+prints a commented one), or both. Each setting has one default, shown below and used
 with or without --config: flags override the file, the file overrides the defaults. With
 nothing set the relay suits a laptop: realm "turnkit", UDP and TCP on 127.0.0.1:3478, relay
 sockets on 127.0.0.1.
 
 Credentials come from the files or environment variables named, never from flags. SIGHUP
-reloads them without dropping allocations; SIGTERM stops cleanly. --check validates the
-settings, reads the secrets, prints what would run, and exits.
+reloads them and the TLS certificate and key without dropping allocations (a bad new
+certificate keeps the old one, with a warning); SIGTERM stops cleanly. --check validates the
+settings, reads the secrets, loads the TLS certificate and key, prints what would run, and
+exits: 2 when the certificate or key is unusable (not PEM, mismatched, expired), with a
+warning for one expiring within 14 days and for key or secret files others can read.
 
 \b
 Examples:
@@ -63,17 +72,33 @@ Examples:
   curl -H "Authorization: Bearer $(cat api-key)" 'http://127.0.0.1:8080/credentials?user=alice'
 
 \b
-  # a deployment: copy and edit configs/turn_relay.example.toml, validate it, run it
+  # a deployment: write the example config, edit it, validate it, run it
+  turn-relay example-config > /etc/turnkit/turn_relay.toml
   turn-relay serve --config /etc/turnkit/turn_relay.toml --check
   turn-relay serve --config /etc/turnkit/turn_relay.toml
 """
 
-_CONTEXT = {"max_content_width": 100}
+_EXAMPLE_CONFIG_HELP = """Print the example relay config: every key with its default and a comment.
+No secret is in it; it names the files that hold them.
+
+\b
+Example:
+  turn-relay example-config > /etc/turnkit/turn_relay.toml
+  turn-relay serve --config /etc/turnkit/turn_relay.toml --check
+"""
+
+_CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 @click.group(help=_MAIN_HELP, context_settings=_CONTEXT)
+@click.version_option(package_name="turnkit", prog_name="turn-relay")
 def main() -> None:
     pass
+
+
+@main.command("example-config", help=_EXAMPLE_CONFIG_HELP, short_help="Print the example config.")
+def example_config() -> None:
+    click.echo(relay_config.example_config(), nl=False)
 
 
 def _load_config(path: Path) -> TurnConfig:
@@ -188,12 +213,24 @@ def summary(config: TurnConfig) -> list[str]:
         f"listen:  {listeners}",
         f"relay:   {relays}, ports {relay.port_min}-{relay.port_max}, channels {channels}",
     ]
+    cert = listen.tls_cert_file
+    if listen.tls_port and cert is not None:
+        lines.append(f"tls:     {cert}: {summarize(cert)}")
     if api.enabled:
         urls = " ".join(relay_config.ice_urls(config))
         lines.append(f"api:     http://{_host_port(api.listen, api.port)} hands out {urls}")
     else:
         lines.append("api:     off")
     return lines
+
+
+def _check_files(config: TurnConfig) -> None:
+    """One stderr line per problem with the TLS pair or a secret file; exit 2 on an error."""
+    findings = check_config_files(config, datetime.datetime.now(datetime.UTC))
+    for finding in findings:
+        click.echo(str(finding), err=True)
+    if errors(findings):
+        raise click.exceptions.Exit(2)
 
 
 def _host_port(host: str, port: int) -> str:
@@ -410,6 +447,7 @@ def serve(
         raise click.ClickException(
             "no credentials: give --secret-file/--secret-env/--users-file (or auth.* in --config)"
         )
+    _check_files(config)
     if check:
         click.echo(f"{config_path or 'flags'}: OK (realm {config.server.realm!r})")
         for line in summary(config):
@@ -419,3 +457,90 @@ def serve(
     if log_level != "info":
         options["log_level"] = log_level
     start_server(config, secrets, **options)
+
+
+_IMPORT_HELP = """Convert a coturn turnserver.conf into a turn-relay config (TOML, on stdout or
+-o FILE). Each option it cannot map is named on stderr, one line each with the reason;
+options turn-relay already behaves like (no-loopback-peers, fingerprint, ...) are listed in
+the output's header.
+
+Secrets never go into the TOML: static-auth-secret goes to a file "rest-secrets" and user=
+lines to a file "users" (mode 0600) in --secrets-dir (default: the directory of -o, else the
+current one), which the config names. Existing files are not overwritten.
+
+Exit status: 0 when it wrote a config, 2 when the input cannot be read.
+
+\b
+Example:
+  turn-relay import-coturn /etc/turnserver.conf -o /etc/turnkit/turn_relay.toml
+  turn-relay serve --config /etc/turnkit/turn_relay.toml --check
+"""
+
+_SECTION_ORDER = ("server", "listen", "relay", "allocation", "quotas", "auth", "peer_policy")
+
+
+@main.command(
+    "import-coturn", help=_IMPORT_HELP, short_help="Convert a coturn turnserver.conf to TOML."
+)
+@click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=_FILE, help="Write the config here instead of stdout.")
+@click.option(
+    "--secrets-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the rest-secrets and users files go. [default: the directory of -o, else .]",
+)
+def import_coturn(source: Path, output: Path | None, secrets_dir: Path | None) -> None:
+    try:
+        text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        click.echo(f"error: {source}: cannot read it: {getattr(exc, 'strerror', None) or exc}",
+                   err=True)  # fmt: skip
+        raise click.exceptions.Exit(2) from None
+    conversion = convert(text)
+    directory = secrets_dir or (output.parent if output is not None else Path())
+    rest_secrets = _write_private(directory / "rest-secrets", conversion.rest_secrets)
+    users = [f"{name}:{password}" for name, password in conversion.static_users]
+    point_at_secret_files(conversion, rest_secrets, _write_private(directory / "users", users))
+    for unmapped in conversion.unmapped:
+        click.echo(f"{source}: {unmapped}", err=True)
+    document = _ordered(conversion)
+    try:
+        relay_config.parse(document)
+    except ConfigError as exc:
+        click.echo(f"warning: edit the result before use: {exc}", err=True)
+    toml = _import_header(source, conversion) + tomli_w.dumps(document)
+    if output is None:
+        click.echo(toml, nl=False)
+    else:
+        output.write_text(toml, encoding="utf-8")
+
+
+def _write_private(path: Path, lines: list[str]) -> Path | None:
+    """``lines`` into a new file only its owner can read; None when there is nothing."""
+    if not lines:
+        return None
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise click.ClickException(f"{path} exists; not overwriting it (--secrets-dir)") from None
+    except OSError as exc:
+        raise click.ClickException(f"{path}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write("".join(f"{line}\n" for line in lines))
+    click.echo(f"wrote {len(lines)} secret line(s) to {path} (mode 0600)", err=True)
+    return path.resolve()
+
+
+def _ordered(conversion: Conversion) -> dict[str, Any]:
+    sections = sorted(conversion.document, key=lambda s: (*_SECTION_ORDER, s).index(s))
+    return {section: conversion.document[section] for section in sections}
+
+
+def _import_header(source: Path, conversion: Conversion) -> str:
+    lines = [f"# turn-relay config converted from {source} (turn-relay import-coturn)."]
+    if conversion.already:
+        lines.append("# Already how turn-relay behaves, so not written below:")
+        lines += [f"#   {option.where()}" for option in conversion.already]
+    if conversion.unmapped:
+        lines.append(f"# Not mapped: {len(conversion.unmapped)} option(s), listed on stderr.")
+    return "\n".join(lines) + "\n\n"

@@ -5,8 +5,10 @@ datagrams and frames that the fast path does not forward, peer datagrams on unro
 timer ticks go into the core; the actions it returns are run here in order.
 
 Signals (`serve`): SIGHUP re-reads the secrets (REST secrets, static users, API key) and swaps
-the credential lookup; allocations and nonces stay valid. SIGTERM/SIGINT stop cleanly: listeners
-close, every TCP/TLS connection and relay socket is closed, the HTTP API stops.
+the credential lookup, and re-reads the TLS certificate and key for new handshakes
+(`turn_relay.shell.tls`); allocations, nonces and TLS connections stay valid. SIGTERM/SIGINT
+stop cleanly: listeners close, every TCP/TLS connection and relay socket is closed, the HTTP
+API stops.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import asyncio
 import logging
 import signal
 import socket
-import ssl
 import time
 from collections.abc import Callable
 
@@ -50,6 +51,7 @@ from .datagrams import (
 )
 from .metrics import DataPathStats, prometheus_text, snapshot
 from .streams import StreamConnection
+from .tls import ReloadableCertificate
 
 logger = logging.getLogger(__name__)
 
@@ -90,12 +92,10 @@ async def start_api(
     return runner
 
 
-def _tls_context(config: TurnConfig) -> ssl.SSLContext:
+def _tls_certificate(config: TurnConfig) -> ReloadableCertificate:
     listen = config.listen
     assert listen.tls_cert_file is not None and listen.tls_key_file is not None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(listen.tls_cert_file, listen.tls_key_file)
-    return context
+    return ReloadableCertificate(listen.tls_cert_file, listen.tls_key_file)
 
 
 def stream_socket(address: Address, *, reuse_port: bool = False) -> socket.socket:
@@ -156,6 +156,7 @@ class RelayServer:
         self._timer_at = 0.0
         self._api: web.AppRunner | None = None
         self._stopping: asyncio.Event | None = None
+        self._tls: ReloadableCertificate | None = None  # made with the first TLS listener
 
     # ================================================================ lifecycle
 
@@ -228,7 +229,10 @@ class RelayServer:
             await self.stop()
 
     def reload(self) -> None:
-        """SIGHUP: re-read the secrets; on error keep the old ones (and say why)."""
+        """SIGHUP: re-read the secrets and the TLS pair; on error keep the old ones (and say
+        why)."""
+        if self._tls is not None:
+            self._tls.reload()
         try:
             secrets = relay_config.load_secrets(self.config)
         except ConfigError as exc:
@@ -260,7 +264,10 @@ class RelayServer:
 
     async def _start_stream(self, kind: Transport, address: Address) -> None:
         assert self._loop is not None
-        context = _tls_context(self.config) if kind is Transport.TLS else None
+        context = None
+        if kind is Transport.TLS:
+            self._tls = self._tls or _tls_certificate(self.config)
+            context = self._tls.listening
         sock = stream_socket(address, reuse_port=self._reuse_port)
         try:
             server = await self._loop.create_server(
