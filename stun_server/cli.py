@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from stun_server import logfmt
 from stun_server.config import (
     LOG_LEVELS,
     ConfigError,
@@ -35,7 +35,7 @@ Examples:
   turnutils_natdiscovery -m -f -p 3478 127.0.0.1
 \b
   # from a file, one flag overriding it:
-  stun-server --config configs/stun_server.example.toml --log-level debug
+  stun-server --config configs/stun_server.example.toml --log-level debug --log-format json
 """
 
 
@@ -94,8 +94,14 @@ Examples:
     help="TOML file (see configs/stun_server.example.toml); flags override it.",
 )
 @click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), help="[info]")
+@click.option(
+    "--log-format",
+    type=click.Choice(logfmt.FORMATS),
+    default="text",
+    help="Log lines as text (key=value fields) or one JSON object per line [text].",
+)
 @click.version_option(package_name="turnkit", prog_name="stun-server")
-def main(config_file: Path | None, **flags: Any) -> None:
+def main(config_file: Path | None, log_format: str, **flags: Any) -> None:
     """STUN server (RFC 8489 Binding over UDP, TCP and TLS) with RFC 5780 NAT behaviour
     discovery when given a second address.
 
@@ -107,7 +113,7 @@ def main(config_file: Path | None, **flags: Any) -> None:
         config = _config(config_file, flags)
     except ConfigError as exc:
         raise click.UsageError(_with_flag(str(exc))) from exc
-    _setup_logging(config.log_level)
+    logfmt.configure(config.log_level, log_format)
     sys.exit(run(config))
 
 
@@ -153,11 +159,3 @@ def _with_flag(message: str) -> str:
     key, separator, why = message.partition(": ")
     flag = _FLAGS.get(key)
     return f"{key} ({flag}){separator}{why}" if flag else message
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
-        stream=sys.stderr,
-    )

@@ -1,6 +1,12 @@
-"""``GET /healthz`` (no key) and ``GET /metrics`` (Prometheus text; a key only if configured)."""
+"""``GET /healthz`` (no key) and ``GET /metrics`` (Prometheus text; a key only if configured).
+
+``/healthz`` answers 200 ``{"status": "ok"}``, or 503 ``{"status": "draining"}`` while the
+relay drains for a deploy, so a load balancer stops sending new clients.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -23,11 +29,13 @@ class HealthRoutes:
         secrets: SecretsProvider,
         counters: ApiCounters,
         metrics: MetricsProvider | None,
+        draining: Callable[[], bool] | None = None,
     ) -> None:
         self.settings = settings
         self._secrets = secrets
         self._counters = counters
         self._metrics = metrics
+        self._draining = draining
 
     def add_to(self, app: web.Application) -> None:
         app.router.add_get("/healthz", self.healthz)
@@ -36,6 +44,8 @@ class HealthRoutes:
 
     async def healthz(self, request: web.Request) -> web.Response:
         del request
+        if self._draining is not None and self._draining():
+            return web.json_response({"status": "draining"}, status=503)
         return web.json_response({"status": "ok"})
 
     async def metrics(self, request: web.Request) -> web.Response:
