@@ -121,7 +121,7 @@ def test_kick_by_session_id_ends_only_that_session() -> None:
     first = allocated(core)
     second = allocated(core, port=40001)
     session, relay = core.table.by_five_tuple[second.five_tuple].session_id, second.relay()
-    assert session == "%s:%d" % relay
+    assert session == f"{relay[0]}:{relay[1]}"
     assert of_type(core.kick(session, T0 + 1), CloseRelay) == [CloseRelay(relay)]
     assert [a.five_tuple for a in core.sessions()] == [first.five_tuple]
     assert core.kick("nobody", T0 + 1) == []

@@ -79,7 +79,7 @@ def test_allocation_created_and_deleted_in_text(
     core.receive_from_peer(b"y" * 40, relay, PEER, T0 + 2)
     client.refresh(0, now=T0 + 12.5)
     created, deleted = stream.getvalue().splitlines()
-    session = "127.0.0.1:%d" % relay[1]
+    session = f"127.0.0.1:{relay[1]}"
     assert " INFO turn_relay.events[" in created
     assert created.endswith(
         f"]: allocation-created session={session} user=alice username={client.username}"
