@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from turn_testkit import (
     PEER,
@@ -51,7 +52,7 @@ class Heard:
         self.refused.append(refusal)
 
 
-def observed_core(**overrides: object) -> tuple[RelayCore, Heard]:
+def observed_core(**overrides: Any) -> tuple[RelayCore, Heard]:
     core = make_core(**overrides)
     heard = Heard()
     core.observer = heard
