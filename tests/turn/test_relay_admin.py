@@ -146,7 +146,7 @@ async def test_sessions_show_traffic_and_kick_ends_them(tmp_path: Path, workers:
             assert sorted(s["user"] for s in found) == [f"user{i}" for i in range(6)]
             by_user = {s["user"]: s for s in found}
             first = by_user["user0"]
-            assert first["client"] == "127.0.0.1:%d" % clients[0].local[1]
+            assert first["client"] == f"127.0.0.1:{clients[0].local[1]}"
             assert first["transport"] == "udp"
             assert first["permissions"] == ["127.0.0.1"]
             assert first["channels"] == [{"channel": 0x4000, "peer": f"127.0.0.1:{peer[1]}"}]
