@@ -176,8 +176,8 @@ async def test_sessions_show_traffic_and_kick_ends_them(tmp_path: Path, workers:
             for client in clients:
                 await client.close()
     deleted = [line for line in relay.log if line["msg"] == "allocation-deleted"]
-    kicked = sorted(line["user"] for line in deleted if line["reason"] == "kicked")
-    assert kicked == ["user0", "user1"]
+    kicked_users = sorted(line["user"] for line in deleted if line["reason"] == "kicked")
+    assert kicked_users == ["user0", "user1"]
     assert {line["bytes_to_peer"] for line in deleted if line["reason"] == "kicked"} == {6}
 
 
