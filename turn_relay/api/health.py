@@ -6,9 +6,11 @@ relay drains for a deploy, so a load balancer stops sending new clients.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from .access import ApiCounters, error_response, key_matches, presented_key
 from .settings import ApiSettings, MetricsProvider, SecretsProvider
@@ -16,8 +18,23 @@ from .settings import ApiSettings, MetricsProvider, SecretsProvider
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def _counter(name: str, help_text: str, value: int) -> str:
-    return f"# HELP {name} {help_text}\n# TYPE {name} counter\n{name} {value}\n"
+class ApiCollector:
+    """The API's own counters, for prometheus-client's exposition."""
+
+    def __init__(self, counters: ApiCounters) -> None:
+        self.counters = counters
+
+    def collect(self) -> Iterator[Metric]:
+        issued = CounterMetricFamily(
+            "turnkit_api_credentials_issued", "Credentials issued by the API."
+        )
+        issued.add_metric([], self.counters.credentials_issued)
+        refused = CounterMetricFamily(
+            "turnkit_api_unauthorized", "API requests refused for their key."
+        )
+        refused.add_metric([], self.counters.unauthorized)
+        yield issued
+        yield refused
 
 
 class HealthRoutes:
@@ -36,6 +53,8 @@ class HealthRoutes:
         self._counters = counters
         self._metrics = metrics
         self._draining = draining
+        self._registry = CollectorRegistry(auto_describe=False)
+        self._registry.register(ApiCollector(counters))
 
     def add_to(self, app: web.Application) -> None:
         app.router.add_get("/healthz", self.healthz)
@@ -57,17 +76,7 @@ class HealthRoutes:
         text = self._metrics() if self._metrics is not None else ""
         if text and not text.endswith("\n"):
             text += "\n"
-        counters = self._counters
-        text += _counter(
-            "turnkit_api_credentials_issued_total",
-            "Credentials issued by the API.",
-            counters.credentials_issued,
-        )
-        text += _counter(
-            "turnkit_api_unauthorized_total",
-            "API requests refused for their key.",
-            counters.unauthorized,
-        )
+        text += generate_latest(self._registry).decode("utf-8")
         return web.Response(
             body=text.encode("utf-8"), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE}
         )

@@ -19,6 +19,7 @@ import signal
 import socket
 import ssl
 import time
+from collections import Counter
 from collections.abc import Callable
 
 from aiohttp import web
@@ -401,6 +402,7 @@ class RelayServer:
             allocations=len(self.core.table),
             relays=len(self.relays),
             connections=len(self.connections),
+            by_transport=Counter(a.five_tuple.transport.value for a in self.core.sessions()),
         )
 
     # ================================================================ slow path into the core
