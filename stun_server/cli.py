@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from importlib import resources
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 import click
 
+from stun_server import logfmt
 from stun_server.config import (
     LOG_LEVELS,
     ConfigError,
@@ -37,7 +37,7 @@ Examples:
 \b
   # from a file (`stun-server example-config` prints a commented one), one flag overriding it:
   stun-server example-config > stun.toml
-  stun-server --config stun.toml --log-level debug
+  stun-server --config stun.toml --log-level debug --log-format json
 """
 
 EXAMPLE_FILE = "stun_server.example.toml"  # shipped in the package; configs/ links to it
@@ -100,9 +100,15 @@ EXAMPLE_FILE = "stun_server.example.toml"  # shipped in the package; configs/ li
     help="TOML file (`stun-server example-config` prints one); flags override it.",
 )
 @click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), help="[info]")
+@click.option(
+    "--log-format",
+    type=click.Choice(logfmt.FORMATS),
+    default="text",
+    help="Log lines as text (key=value fields) or one JSON object per line [text].",
+)
 @click.version_option(package_name="turnkit", prog_name="stun-server")
 @click.pass_context
-def main(ctx: click.Context, /, config_file: Path | None, **flags: Any) -> None:
+def main(ctx: click.Context, /, config_file: Path | None, log_format: str, **flags: Any) -> None:
     """STUN server (RFC 8489 Binding over UDP, TCP and TLS) with RFC 5780 NAT behaviour
     discovery when given a second address.
 
@@ -116,7 +122,7 @@ def main(ctx: click.Context, /, config_file: Path | None, **flags: Any) -> None:
         config = _config(config_file, flags)
     except ConfigError as exc:
         raise click.UsageError(_with_flag(str(exc))) from exc
-    _setup_logging(config.log_level)
+    logfmt.configure(config.log_level, log_format)
     sys.exit(run(config))
 
 
@@ -175,11 +181,3 @@ def _with_flag(message: str) -> str:
     key, separator, why = message.partition(": ")
     flag = _FLAGS.get(key)
     return f"{key} ({flag}){separator}{why}" if flag else message
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
-        stream=sys.stderr,
-    )
