@@ -44,16 +44,18 @@ class MeshRelay:
     certs: CertFiles
     log: Path
 
-    def url(self, transport: str) -> str:
+    def url(self, transport: str, tls_host: str = "127.0.0.1") -> str:
         return {
             "udp": f"turn:127.0.0.1:{self.port}?transport=udp",
             "tcp": f"turn:127.0.0.1:{self.port}?transport=tcp",
-            "tls": f"turns:127.0.0.1:{self.tls_port}?transport=tcp",
+            "tls": f"turns:{tls_host}:{self.tls_port}?transport=tcp",
         }[transport]
 
-    def ice_servers(self, user: str, transport: str) -> list[dict[str, Any]]:
+    def ice_servers(
+        self, user: str, transport: str, tls_host: str = "127.0.0.1"
+    ) -> list[dict[str, Any]]:
         credential = issue(SECRET, user, ttl=600, now=time.time())
-        return [{"urls": [self.url(transport)], "username": credential.username,
+        return [{"urls": [self.url(transport, tls_host)], "username": credential.username,
                  "credential": credential.password}]  # fmt: skip
 
     def spki_sha256(self) -> str:
@@ -83,8 +85,10 @@ class MeshRelay:
 
 
 def relay_certificate(directory: Path) -> CertFiles:
-    """A certificate for 127.0.0.1 (the turns: URL host) signed by a fresh test CA."""
-    return make_certificate(directory, ("127.0.0.1",), stem="relay-")
+    """A certificate for 127.0.0.1 and localhost (the turns: URL hosts) signed by a fresh test
+    CA. Firefox gathers nothing (and reports no error) for ``turns:`` with an IP address; with
+    ``turns:localhost`` it checks the chain against the profile's CA and the name."""
+    return make_certificate(directory, ("127.0.0.1", "localhost"), stem="relay-")
 
 
 def challenge_counters(metrics: dict[str, float]) -> dict[str, float]:
@@ -92,6 +96,18 @@ def challenge_counters(metrics: dict[str, float]) -> dict[str, float]:
     allocations made."""
     wanted = ("auth_challenges", "rate_limited", 'code="401"', "allocations_created", 'code="438"')
     return {name: value for name, value in metrics.items() if any(w in name for w in wanted)}
+
+
+def wait_accepting(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 @contextmanager
@@ -123,6 +139,7 @@ def mesh_relay(directory: Path, certs: CertFiles) -> Iterator[MeshRelay]:
         )  # fmt: skip
         try:
             wait_until_answering(relay.port)
+            wait_accepting(relay.api_port)
             yield relay
         finally:
             end_process_group(process)
@@ -163,10 +180,13 @@ async def group_call(
     *,
     room: str,
     deadline: float = 30.0,
+    tls_host: str = "127.0.0.1",
 ) -> GroupCall:
     """A relay-only mesh of ``size`` pages through ``relay`` over ``transport``."""
     before = await relay.metrics()
-    servers = {peer: relay.ice_servers(f"{room}-{peer}", transport) for peer in peer_names(size)}
+    servers = {
+        peer: relay.ice_servers(f"{room}-{peer}", transport, tls_host) for peer in peer_names(size)
+    }
     pages = await open_pages(browsers, signaling_url, size)
     try:
         outcome = await run_mesh(pages, servers, room=room, deadline=deadline)

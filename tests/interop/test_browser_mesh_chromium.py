@@ -71,8 +71,8 @@ async def test_chromium_relay_only_mesh(
     transport: str,
 ) -> None:
     with mesh_relay(tmp_path / "relay", certs) as relay:
-        call = await group_call([browser], signaling, relay, size, transport,
-                                room=f"chromium-{size}-{transport}")  # fmt: skip
+        room = f"chromium-{size}-{transport}"
+        call = await group_call([browser], signaling, relay, size, transport, room=room)
         assert not call.problems(), call.explain(relay)
     # every participant allocated once per other participant (Chromium: one per connection)
     assert call.grew("turnkit_relay_allocations_created_total") >= size * (size - 1), call.after
