@@ -46,8 +46,14 @@ CHROMIUM_ARGS = (
     "--disable-sync",
     "--disable-dev-shm-usage",
     "--allow-loopback-in-peer-connection",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 )
+
+
+def resolver_rules(reachable: Sequence[str]) -> str:
+    """Every host name unresolvable but ``reachable`` (Chromium also maps IP literals)."""
+    excluded = "".join(f", EXCLUDE {host}" for host in reachable)
+    return f"--host-resolver-rules=MAP * ~NOTFOUND{excluded}"
+
 
 # Firefox ESR in a namespace without a default route gathers nothing unless loopback is allowed
 # and a media permission is granted (FIELD-NOTES); the rest keeps a fresh profile quiet.
@@ -154,8 +160,10 @@ async def chromium(
     extra_args: Sequence[str] = (),
     command_prefix: Sequence[str] = (),
     workdir: Path | None = None,
+    reachable_hosts: Sequence[str] = ("127.0.0.1",),
 ) -> AsyncIterator[Chromium]:
-    """Headless Debian Chromium under Playwright for the block."""
+    """Headless Debian Chromium under Playwright for the block; names other than
+    ``reachable_hosts`` do not resolve (it would otherwise look up Google hosts)."""
     from playwright.async_api import async_playwright
 
     with tempfile.TemporaryDirectory(prefix="chromium-", dir=workdir) as scratch:
@@ -167,7 +175,7 @@ async def chromium(
                 executable_path=str(executable),
                 headless=True,
                 chromium_sandbox=False,
-                args=[*CHROMIUM_ARGS, *extra_args],
+                args=[*CHROMIUM_ARGS, resolver_rules(reachable_hosts), *extra_args],
                 timeout=30_000,
                 handle_sigint=False,
                 handle_sigterm=False,
