@@ -18,6 +18,7 @@ import pytest
 import pytest_asyncio
 from browser_relay_kit import (
     TRANSPORTS,
+    challenge_counters,
     group_call,
     loopback_only,
     mesh_relay,
@@ -81,3 +82,4 @@ async def test_chromium_relay_only_mesh(
         f"chromium {browser.version} mesh of {size} over {transport}: waited "
         f"{call.outcome.waited:.1f} s; pair connect ms {[round(t or -1) for t in times]}"
     )
+    print(f"  relay counters {challenge_counters(call.after)}")

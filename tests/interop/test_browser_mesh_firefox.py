@@ -19,6 +19,7 @@ import pytest
 import pytest_asyncio
 from browser_relay_kit import (
     TRANSPORTS,
+    challenge_counters,
     group_call,
     loopback_only,
     mesh_relay,
@@ -77,3 +78,4 @@ async def test_firefox_relay_only_mesh(
     waited = call.outcome.waited
     print(f"firefox {browser.version} mesh of {size} over {transport}: waited {waited:.1f} s")
     print(f"  pair connect ms {rounded}")
+    print(f"  relay counters {challenge_counters(call.after)}")
