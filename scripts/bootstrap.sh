@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything turnkit and its tests need; safe to run again (it skips what is present).
 #   system: coturn (reference peer + turnutils), nftables/iproute2/conntrack (NAT lab), chromium
-#           (a browser as TURN client; TURNKIT_NO_CHROMIUM=1 skips it), make, openssl,
+#           and firefox-esr (browsers as TURN clients; TURNKIT_NO_CHROMIUM=1 skips both),
+#           libnss3-tools (certutil: a test CA in a fresh Firefox profile), make, openssl,
 #           clang/llvm/libbpf-dev (building the eBPF ChannelData offload), ethtool (its tests)
 #           systemd (only `systemd-analyze verify` of packaging/systemd/*.service)
 #   python: .venv with `pip install -e .[dev]`; .venv/build-floor with exactly the oldest
@@ -27,6 +28,9 @@ command -v ethtool >/dev/null 2>&1 || need_apt+=(ethtool)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 # a real browser as a TURN client in tests/interop/test_turn_chromium.py (skipped without it)
 [ -x /usr/bin/chromium ] || [ -n "${TURNKIT_NO_CHROMIUM:-}" ] || need_apt+=(chromium fonts-liberation)
+# a second, independent WebRTC stack for the group-call tests (tests/interop/test_browser_mesh_*)
+[ -x /usr/bin/firefox-esr ] || [ -n "${TURNKIT_NO_CHROMIUM:-}" ] || need_apt+=(firefox-esr)
+command -v certutil >/dev/null 2>&1 || [ -n "${TURNKIT_NO_CHROMIUM:-}" ] || need_apt+=(libnss3-tools)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   echo "bootstrap: installing ${need_apt[*]} with apt-get"
