@@ -103,6 +103,8 @@ def _estimate(sc: scenarios.Scenario, st: scenarios.Settings) -> float:
         return 1.5 + (1.8 if st.quick else 0.5 + scenarios.LATENCY_SECONDS)
     if sc.kind in ("alloc", "memory"):
         return 4.0
+    if sc.kind == "groupcall":
+        return 12.0
     assert sc.case is not None
     connect = 1.0 + sc.case.clients * 0.06
     if st.quick:

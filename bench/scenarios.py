@@ -11,14 +11,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from bench import procs, servers, stunload, turnload, uclient
+from bench import groupcall, procs, servers, stunload, turnload, uclient
 
 WARM_ALLOCATIONS = 50  # held before the allocation-rate window opens
 ALLOC_COUNT = 5000  # a window of about half a second: 2000 gave +-25% between runs
 LATENCY_SECONDS = 3.0
 RELAY_PORTS = 5600  # the relay port block: 50 + ALLOC_COUNT held allocations fit
 
-Kind = Literal["binding", "uclient", "alloc", "memory", "latency"]
+Kind = Literal["binding", "uclient", "alloc", "memory", "latency", "groupcall"]
 
 
 @dataclass(frozen=True)
@@ -159,6 +159,22 @@ SCENARIOS: list[Scenario] = [
         repeat=True,
         lower_is_better=True,
     ),
+    Scenario(
+        name="turn-groupcall-chromium-5",
+        role="turn",
+        kind="groupcall",
+        description=(
+            "a relay-only group call: headless Chromium, 5 participants from 127.0.0.1 in a "
+            "full mesh (20 UDP allocations at once), both servers with their default 401 "
+            "limits; ms from the start until a pair's data channel is open on both sides, "
+            f"p50 over the 10 pairs (a pair not connected in {groupcall.DEADLINE:.0f} s counts "
+            f"as {groupcall.DEADLINE:.0f} s)"
+        ),
+        unit="ms p50",
+        repeat=True,
+        lower_is_better=True,
+        extra=(("p95_ms", "ms p95"),),
+    ),
 ]
 
 
@@ -168,6 +184,11 @@ def run_once(
     started = time.monotonic()
     m = Measurement(scenario=scenario.name, server=product.name, run=run, ok=False)
     m.unit = scenario.unit
+    if scenario.kind == "groupcall":
+        workers = settings.turnkit_workers if product.name == "turnkit" else None
+        _measure_groupcall(product, workdir, workers, m)
+        m.wall = time.monotonic() - started
+        return m
     try:
         with servers.running_server(
             product,
@@ -384,6 +405,31 @@ def _measure_memory(srv: servers.RunningServer, settings: Settings, m: Measureme
     m.seconds = mem.seconds
     m.loss = 1 - mem.held / count if count else 0.0
     m.details["memory"] = asdict(mem)
+
+
+def _measure_groupcall(
+    product: servers.Product, workdir: Path, workers: int | None, m: Measurement
+) -> None:
+    why = groupcall.available()
+    if why is not None:
+        m.reason = why
+        return
+    try:
+        result = groupcall.measure(product.name, workdir, workers)
+    except (OSError, RuntimeError, subprocess.SubprocessError, ValueError) as exc:
+        m.reason = f"{type(exc).__name__}: {exc}"
+        return
+    m.ok = True
+    m.rate = float(result["p50_ms"])
+    m.metrics["p95_ms"] = float(result["p95_ms"])
+    m.loss = result["not_connected"] / result["pairs"] if result["pairs"] else 0.0
+    if result["not_connected"]:
+        m.reason = (
+            f"{result['not_connected']} of {result['pairs']} pairs not connected within "
+            f"{groupcall.DEADLINE:.0f} s (counted as {groupcall.DEADLINE:.0f} s)"
+        )
+    m.details["server_argv"] = result["server_argv"]
+    m.details["groupcall"] = {k: v for k, v in result.items() if k != "server_argv"}
 
 
 def _wait_udp_bound(port: int, timeout: float = 5.0) -> None:

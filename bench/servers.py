@@ -48,6 +48,9 @@ class ServerConfig:
     realm: str = REALM
     rest_secret: str = REST_SECRET
     workers: int | None = None  # turnkit: processes (0 = one per core); None = its default
+    #: True: turn-relay keeps its default 401 budget (the group call, a real client mix);
+    #: False: the lifted limit the single-source load generators need
+    default_challenge_limit: bool = False
 
 
 CommandFn = Callable[[ServerConfig], list[str]]
@@ -152,9 +155,15 @@ def turnkit_relay_command(cfg: ServerConfig) -> list[str]:
     Equivalent to coturn_turn_command: listener cfg.host:cfg.port (UDP+TCP), TLS on cfg.tls_port,
     relay address cfg.host with the port block, loopback peers allowed (the default policy denies
     them), no per-user allocation quota (all benchmark clients are one user), a 401 rate limit
-    that the benchmark's burst of clients from 127.0.0.1 does not trip, the HTTP API off, and
+    that the benchmark's burst of clients from 127.0.0.1 does not trip (unless
+    cfg.default_challenge_limit: then the relay's default budget), the HTTP API off, and
     channel numbers 0x5000-0x7FFF accepted (turnutils_uclient picks them; RFC 5766 allowed them).
     """
+    challenge_limit = (
+        ""
+        if cfg.default_challenge_limit
+        else "[auth.unauthorized_limit]\nper_second = 1000000.0\nburst = 1000000\n"
+    )
     users = cfg.workdir / "turnkit-users"
     users.write_text(f"{cfg.user}:{cfg.password}\n")
     users.chmod(0o600)
@@ -194,10 +203,7 @@ max_allocations = 0
 [auth]
 {auth_source}
 
-[auth.unauthorized_limit]
-per_second = 1000000.0
-burst = 1000000
-
+{challenge_limit}
 [peer_policy]
 allowed_peers = [{_toml_str(cfg.host + "/32")}]
 
@@ -337,6 +343,7 @@ def running_server(
     auth: Auth = "static",
     relay_ports: int = 3000,
     workers: int | None = None,
+    default_challenge_limit: bool = False,
 ) -> Iterator[RunningServer]:
     """Start a server on fresh loopback ports, yield it once it answers, always stop it."""
     host = "127.0.0.1"
@@ -357,6 +364,7 @@ def running_server(
         relay_max_port=relay_max,
         auth=auth,
         workers=workers,
+        default_challenge_limit=default_challenge_limit,
     )
     argv = product.stun(cfg) if role == "stun" else product.turn(cfg)
     log = workdir / f"{product.name}-{role}-{port}.log"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 import sys
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import click
 
+from stun_server import logfmt
 from stun_server.config import (
     LOG_LEVELS,
     ConfigError,
@@ -34,14 +35,19 @@ Examples:
   stun-server --listen 127.0.0.1:3478 --alternate 127.0.0.2
   turnutils_natdiscovery -m -f -p 3478 127.0.0.1
 \b
-  # from a file, one flag overriding it:
-  stun-server --config configs/stun_server.example.toml --log-level debug
+  # from a file (`stun-server example-config` prints a commented one), one flag overriding it:
+  stun-server example-config > stun.toml
+  stun-server --config stun.toml --log-level debug --log-format json
 """
 
+EXAMPLE_FILE = "stun_server.example.toml"  # shipped in the package; configs/ links to it
 
-@click.command(
+
+@click.group(
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=EXAMPLES,
+    invoke_without_command=True,
+    subcommand_metavar="[example-config]",
 )
 @click.option(
     "--listen",
@@ -91,11 +97,18 @@ Examples:
     "--config",
     "config_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="TOML file (see configs/stun_server.example.toml); flags override it.",
+    help="TOML file (`stun-server example-config` prints one); flags override it.",
 )
 @click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), help="[info]")
+@click.option(
+    "--log-format",
+    type=click.Choice(logfmt.FORMATS),
+    default="text",
+    help="Log lines as text (key=value fields) or one JSON object per line [text].",
+)
 @click.version_option(package_name="turnkit", prog_name="stun-server")
-def main(config_file: Path | None, **flags: Any) -> None:
+@click.pass_context
+def main(ctx: click.Context, /, config_file: Path | None, log_format: str, **flags: Any) -> None:
     """STUN server (RFC 8489 Binding over UDP, TCP and TLS) with RFC 5780 NAT behaviour
     discovery when given a second address.
 
@@ -103,12 +116,27 @@ def main(config_file: Path | None, **flags: Any) -> None:
     to malformed requests, and nothing to anything else. A per-source rate limit keeps it from
     being an amplifier. It logs one line per listener and stops cleanly on SIGINT/SIGTERM.
     """
+    if ctx.invoked_subcommand is not None:
+        return
     try:
         config = _config(config_file, flags)
     except ConfigError as exc:
         raise click.UsageError(_with_flag(str(exc))) from exc
-    _setup_logging(config.log_level)
+    logfmt.configure(config.log_level, log_format)
     sys.exit(run(config))
+
+
+@main.command("example-config", short_help="Print the example config.")
+def example_config() -> None:
+    """Print the example config: every key with its default and a comment.
+
+    \b
+    Example:
+      stun-server example-config > /etc/turnkit/stun_server.toml
+      stun-server --config /etc/turnkit/stun_server.toml
+    """
+    text = resources.files("stun_server").joinpath(EXAMPLE_FILE).read_text(encoding="utf-8")
+    click.echo(text, nl=False)
 
 
 def _config(config_file: Path | None, flags: dict[str, Any]) -> ServerConfig:
@@ -153,11 +181,3 @@ def _with_flag(message: str) -> str:
     key, separator, why = message.partition(": ")
     flag = _FLAGS.get(key)
     return f"{key} ({flag}){separator}{why}" if flag else message
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
-        stream=sys.stderr,
-    )

@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+import datetime
+import functools
 import json
+import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
+import tomli_w
 
 from turn_relay import config as relay_config
+from turn_relay.api.admin_client import (
+    DEFAULT_API,
+    KEY_ENV,
+    AdminRequestError,
+    AdminTarget,
+    describe_until,
+    parse_until,
+    resolve_target,
+    session_lines,
+)
 from turn_relay.auth.credentials import DEFAULT_SEPARATOR, check_user, issue
 from turn_relay.config import AuthConfig, ConfigError, Secrets, TurnConfig
+from turn_relay.config.coturn_import import Conversion, convert, point_at_secret_files
 from turn_relay.config.flags import ServeFlags, parse_port_range
 from turn_relay.config.flags import load as load_with_flags
+from turn_relay.config.tls_files import check_config_files, errors, summarize
 
 _MAIN_HELP = """TURN relay with time-limited (TURN REST) credentials.
 
@@ -23,6 +40,7 @@ Examples:
   turn-relay serve --secret-file rest-secret --allowed-peer 127.0.0.0/8
   turn-relay credentials --user alice --secret-file rest-secret \\
       --url 'turn:127.0.0.1:3478?transport=udp'
+  turn-relay example-config > relay.toml     # a commented config to edit
 
 `turn-relay serve --help` has more (the HTTP API, a deployment config).
 """
@@ -40,15 +58,18 @@ Example:
       --secret-env TURN_SECRETS --url 'turn:turn.example.com:3478?transport=udp'
 """
 
-_SERVE_HELP = """Run the relay from flags, from a TOML config (see
-configs/turn_relay.example.toml), or both. Each setting has one default, shown below and used
+_SERVE_HELP = """Run the relay from flags, from a TOML config (`turn-relay example-config`
+prints a commented one), or both. Each setting has one default, shown below and used
 with or without --config: flags override the file, the file overrides the defaults. With
 nothing set the relay suits a laptop: realm "turnkit", UDP and TCP on 127.0.0.1:3478, relay
 sockets on 127.0.0.1.
 
 Credentials come from the files or environment variables named, never from flags. SIGHUP
-reloads them without dropping allocations; SIGTERM stops cleanly. --check validates the
-settings, reads the secrets, prints what would run, and exits.
+reloads them and the TLS certificate and key without dropping allocations (a bad new
+certificate keeps the old one, with a warning); SIGTERM stops cleanly. --check validates the
+settings, reads the secrets, loads the TLS certificate and key, prints what would run, and
+exits: 2 when the certificate or key is unusable (not PEM, mismatched, expired), with a
+warning for one expiring within 14 days and for key or secret files others can read.
 
 \b
 Examples:
@@ -63,17 +84,33 @@ Examples:
   curl -H "Authorization: Bearer $(cat api-key)" 'http://127.0.0.1:8080/credentials?user=alice'
 
 \b
-  # a deployment: copy and edit configs/turn_relay.example.toml, validate it, run it
+  # a deployment: write the example config, edit it, validate it, run it
+  turn-relay example-config > /etc/turnkit/turn_relay.toml
   turn-relay serve --config /etc/turnkit/turn_relay.toml --check
   turn-relay serve --config /etc/turnkit/turn_relay.toml
 """
 
-_CONTEXT = {"max_content_width": 100}
+_EXAMPLE_CONFIG_HELP = """Print the example relay config: every key with its default and a comment.
+No secret is in it; it names the files that hold them.
+
+\b
+Example:
+  turn-relay example-config > /etc/turnkit/turn_relay.toml
+  turn-relay serve --config /etc/turnkit/turn_relay.toml --check
+"""
+
+_CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 @click.group(help=_MAIN_HELP, context_settings=_CONTEXT)
+@click.version_option(package_name="turnkit", prog_name="turn-relay")
 def main() -> None:
     pass
+
+
+@main.command("example-config", help=_EXAMPLE_CONFIG_HELP, short_help="Print the example config.")
+def example_config() -> None:
+    click.echo(relay_config.example_config(), nl=False)
 
 
 def _load_config(path: Path) -> TurnConfig:
@@ -188,12 +225,24 @@ def summary(config: TurnConfig) -> list[str]:
         f"listen:  {listeners}",
         f"relay:   {relays}, ports {relay.port_min}-{relay.port_max}, channels {channels}",
     ]
+    cert = listen.tls_cert_file
+    if listen.tls_port and cert is not None:
+        lines.append(f"tls:     {cert}: {summarize(cert)}")
     if api.enabled:
         urls = " ".join(relay_config.ice_urls(config))
         lines.append(f"api:     http://{_host_port(api.listen, api.port)} hands out {urls}")
     else:
         lines.append("api:     off")
     return lines
+
+
+def _check_files(config: TurnConfig) -> None:
+    """One stderr line per problem with the TLS pair or a secret file; exit 2 on an error."""
+    findings = check_config_files(config, datetime.datetime.now(datetime.UTC))
+    for finding in findings:
+        click.echo(str(finding), err=True)
+    if errors(findings):
+        raise click.exceptions.Exit(2)
 
 
 def _host_port(host: str, port: int) -> str:
@@ -224,7 +273,15 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
     show_default=True,
-    help="Logging threshold (debug shows why each request was refused).",
+    help="Logging threshold. info logs each allocation created and deleted and each refused"
+    " request with its reason (repeats aggregated per minute).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines as text with key=value fields, or one JSON object per line.",
 )
 @click.option(
     "--realm", metavar="NAME", help=f"REALM of long-term credentials. [default: {_SERVER.realm}]"
@@ -335,6 +392,30 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
     help=f"Address the HTTP API listens on. [default: {_API.listen}]",
 )
 @click.option(
+    "--admin-key-file",
+    type=_FILE,
+    help="Admin API key (16+ characters, not the API key): sessions, kick, revoke, drain.",
+)
+@click.option("--admin-key-env", metavar="VAR", help="Environment variable holding the admin key.")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for state that survives restarts (revocations); without it, revoke is refused.",
+)
+@click.option(
+    "--drain-seconds",
+    type=click.IntRange(0, 86400),
+    metavar="N",
+    help="On SIGTERM, drain up to N seconds before stopping; 0, the default, stops at once.",
+)
+@click.option(
+    "--alternate-server",
+    metavar="IP[:PORT]",
+    multiple=True,
+    help="Where a draining relay sends new Allocates (300 Try Alternate); repeatable."
+    " Without one they get 403.",
+)
+@click.option(
     "--public-host",
     metavar="NAME",
     help="Host (DNS name or IP) in the TURN URLs the HTTP API hands out. [default: each"
@@ -345,6 +426,7 @@ def serve(
     config_path: Path | None,
     check: bool,
     log_level: str,
+    log_format: str,
     realm: str | None,
     listen: tuple[str, ...],
     port: int | None,
@@ -369,6 +451,11 @@ def serve(
     api_key_file: Path | None,
     api_key_env: str | None,
     api_listen: str | None,
+    admin_key_file: Path | None,
+    admin_key_env: str | None,
+    state_dir: Path | None,
+    drain_seconds: int | None,
+    alternate_server: tuple[str, ...],
     public_host: str | None,
 ) -> None:
     try:
@@ -398,6 +485,11 @@ def serve(
             challenge_rate=challenge_rate,
             challenge_burst=challenge_burst,
             workers=workers,
+            state_dir=state_dir,
+            drain_seconds=drain_seconds,
+            alternates=alternate_server,
+            admin_key_file=admin_key_file,
+            admin_key_env=admin_key_env,
         )
         config = load_with_flags(config_path, flags)
     except ValueError as exc:  # ConfigError included
@@ -410,6 +502,7 @@ def serve(
         raise click.ClickException(
             "no credentials: give --secret-file/--secret-env/--users-file (or auth.* in --config)"
         )
+    _check_files(config)
     if check:
         click.echo(f"{config_path or 'flags'}: OK (realm {config.server.realm!r})")
         for line in summary(config):
@@ -418,4 +511,280 @@ def serve(
     options: dict[str, Any] = {}  # only what differs: start_server(config, secrets) stays valid
     if log_level != "info":
         options["log_level"] = log_level
+    if log_format != "text":
+        options["log_format"] = log_format
     start_server(config, secrets, **options)
+
+
+_IMPORT_HELP = """Convert a coturn turnserver.conf into a turn-relay config (TOML, on stdout or
+-o FILE). Each option it cannot map is named on stderr, one line each with the reason;
+options turn-relay already behaves like (no-loopback-peers, fingerprint, ...) are listed in
+the output's header.
+
+Secrets never go into the TOML: static-auth-secret goes to a file "rest-secrets" and user=
+lines to a file "users" (mode 0600) in --secrets-dir (default: the directory of -o, else the
+current one), which the config names. Existing files are not overwritten.
+
+Exit status: 0 when it wrote a config, 2 when the input cannot be read.
+
+\b
+Example:
+  turn-relay import-coturn /etc/turnserver.conf -o /etc/turnkit/turn_relay.toml
+  turn-relay serve --config /etc/turnkit/turn_relay.toml --check
+"""
+
+_SECTION_ORDER = ("server", "listen", "relay", "allocation", "quotas", "auth", "peer_policy")
+
+
+@main.command(
+    "import-coturn", help=_IMPORT_HELP, short_help="Convert a coturn turnserver.conf to TOML."
+)
+@click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=_FILE, help="Write the config here instead of stdout.")
+@click.option(
+    "--secrets-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the rest-secrets and users files go. [default: the directory of -o, else .]",
+)
+def import_coturn(source: Path, output: Path | None, secrets_dir: Path | None) -> None:
+    try:
+        text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        click.echo(f"error: {source}: cannot read it: {getattr(exc, 'strerror', None) or exc}",
+                   err=True)  # fmt: skip
+        raise click.exceptions.Exit(2) from None
+    conversion = convert(text)
+    directory = secrets_dir or (output.parent if output is not None else Path())
+    rest_secrets = _write_private(directory / "rest-secrets", conversion.rest_secrets)
+    users = [f"{name}:{password}" for name, password in conversion.static_users]
+    point_at_secret_files(conversion, rest_secrets, _write_private(directory / "users", users))
+    for unmapped in conversion.unmapped:
+        click.echo(f"{source}: {unmapped}", err=True)
+    document = _ordered(conversion)
+    try:
+        relay_config.parse(document)
+    except ConfigError as exc:
+        click.echo(f"warning: edit the result before use: {exc}", err=True)
+    toml = _import_header(source, conversion) + tomli_w.dumps(document)
+    if output is None:
+        click.echo(toml, nl=False)
+    else:
+        output.write_text(toml, encoding="utf-8")
+
+
+def _write_private(path: Path, lines: list[str]) -> Path | None:
+    """``lines`` into a new file only its owner can read; None when there is nothing."""
+    if not lines:
+        return None
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise click.ClickException(f"{path} exists; not overwriting it (--secrets-dir)") from None
+    except OSError as exc:
+        raise click.ClickException(f"{path}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write("".join(f"{line}\n" for line in lines))
+    click.echo(f"wrote {len(lines)} secret line(s) to {path} (mode 0600)", err=True)
+    return path.resolve()
+
+
+def _ordered(conversion: Conversion) -> dict[str, Any]:
+    sections = sorted(conversion.document, key=lambda s: (*_SECTION_ORDER, s).index(s))
+    return {section: conversion.document[section] for section in sections}
+
+
+def _import_header(source: Path, conversion: Conversion) -> str:
+    lines = [f"# turn-relay config converted from {source} (turn-relay import-coturn)."]
+    if conversion.already:
+        lines.append("# Already how turn-relay behaves, so not written below:")
+        lines += [f"#   {option.where()}" for option in conversion.already]
+    if conversion.unmapped:
+        lines.append(f"# Not mapped: {len(conversion.unmapped)} option(s), listed on stderr.")
+    return "\n".join(lines) + "\n\n"
+
+
+# ==================================================================== admin verbs
+
+
+class _Admin:
+    """The admin API as the verbs below use it: errors become click's."""
+
+    def __init__(self, target: AdminTarget) -> None:
+        self.target = target
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        try:
+            return self.target.call(method, path, body)
+        except AdminRequestError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def admin_options(command: Callable[..., None]) -> Callable[..., None]:
+    """--api, --admin-key-file, --admin-key-env and --config, resolved into ``target``."""
+
+    @click.option(
+        "--api", metavar="URL", help=f"The relay's HTTP service. [default: {DEFAULT_API}]"
+    )
+    @click.option(
+        "--admin-key-file", type=click.Path(dir_okay=False, path_type=Path), help="Admin key file."
+    )
+    @click.option("--admin-key-env", metavar="VAR", help=f"Env var with the key [{KEY_ENV}].")
+    @click.option(
+        "--config",
+        "config_path",
+        envvar="TURNKIT_RELAY_CONFIG",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Relay TOML config: the API address and admin key source from it.",
+    )
+    @functools.wraps(command)
+    def wrapper(
+        api: str | None,
+        admin_key_file: Path | None,
+        admin_key_env: str | None,
+        config_path: Path | None,
+        **rest: Any,
+    ) -> None:
+        config = _load_config(config_path) if config_path is not None else None
+        try:
+            target = resolve_target(api, admin_key_file, admin_key_env, config)
+        except AdminRequestError as exc:
+            raise click.UsageError(str(exc)) from None
+        command(target=_Admin(target), **rest)
+
+    return wrapper
+
+
+_API_EPILOG = """
+The relay's HTTP service must be on (--api-port, or api.enabled) with an admin key
+(--admin-key-file / api.admin_key_file), which is not the credentials API key.
+"""
+
+
+@main.command(
+    short_help="List sessions (allocations) with their traffic.",
+    epilog=_API_EPILOG,
+)
+@click.option("--user", help="Only this user's sessions (the REST user part).")
+@click.option("--json", "as_json", is_flag=True, help="JSON list instead of a table.")
+@admin_options
+def sessions(*, target: _Admin, user: str | None, as_json: bool) -> None:
+    """List the relay's sessions: user, client address and transport, relayed address,
+    peers and permissions, bytes and packets both ways, age.
+
+    \b
+    Example:
+      turn-relay sessions --config /etc/turnkit/turn_relay.toml --user alice --json
+    """
+    path = "/admin/sessions" + (f"?user={user}" if user else "")
+    found = target.call("GET", path)["sessions"]
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    for line in session_lines(found):
+        click.echo(line)
+
+
+@main.command(short_help="End a user's sessions, or one session.", epilog=_API_EPILOG)
+@click.argument("target_name", metavar="USER|SESSION")
+@admin_options
+def kick(*, target: _Admin, target_name: str) -> None:
+    """End every session of USER, or the one SESSION (its id, the relayed ip:port that
+    `turn-relay sessions` shows). The client's next Refresh fails with 437; a client with a
+    valid credential may allocate again (revoke the user to stop that).
+
+    \b
+    Examples:
+      turn-relay kick alice --config /etc/turnkit/turn_relay.toml
+      turn-relay kick 203.0.113.5:49160 --admin-key-file admin-key
+    """
+    ended = target.call("POST", "/admin/kick", {"target": target_name})["ended"]
+    click.echo(f"ended {ended} session(s) of {target_name}")
+
+
+@main.command(short_help="Refuse a user's credentials, and end their sessions.")
+@click.argument("user")
+@click.option(
+    "--until",
+    metavar="TIME",
+    help="When the revocation ends: Unix seconds, ISO 8601 (UTC) or a duration (12h, 7d)."
+    " [default: until `turn-relay unrevoke`]",
+)
+@admin_options
+def revoke(*, target: _Admin, user: str, until: str | None) -> None:
+    """Refuse USER's credentials (401, logged with reason "revoked") before they expire, and
+    end USER's sessions now. Revocations persist across restarts (server.state_dir).
+
+    \b
+    Examples:
+      turn-relay revoke mallory --until 24h --config /etc/turnkit/turn_relay.toml
+      turn-relay revoke mallory --until 2030-01-01T00:00
+    """
+    try:
+        moment = None if until is None else parse_until(until, time.time())
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--until") from None
+    answer = target.call("POST", "/admin/revoke", {"user": user, "until": moment})
+    click.echo(
+        f"revoked {user} {describe_until(answer['until'])}; ended {answer['ended']} session(s)"
+    )
+
+
+@main.command(short_help="Lift a user's revocation.", epilog=_API_EPILOG)
+@click.argument("user")
+@admin_options
+def unrevoke(*, target: _Admin, user: str) -> None:
+    """Accept USER's credentials again.
+
+    \b
+    Example:
+      turn-relay unrevoke mallory --config /etc/turnkit/turn_relay.toml
+    """
+    target.call("POST", "/admin/unrevoke", {"user": user})
+    click.echo(f"{user} may log in again")
+
+
+@main.command(short_help="Stop taking new allocations, then exit.", epilog=_API_EPILOG)
+@click.option(
+    "--seconds",
+    type=click.FloatRange(0),
+    help="Deadline for the existing allocations. [default: server.drain_seconds, else"
+    " allocation.max_lifetime]",
+)
+@admin_options
+def drain(*, target: _Admin, seconds: float | None) -> None:
+    """Drain the relay for a deploy: new Allocates get 300 Try Alternate (server.alternates)
+    or 403, /healthz answers 503 {"status": "draining"}, existing allocations run until
+    they end or the deadline, then the relay exits cleanly.
+
+    \b
+    Example:
+      turn-relay drain --seconds 300 --config /etc/turnkit/turn_relay.toml
+    """
+    status = target.call("POST", "/admin/drain", {"seconds": seconds})
+    click.echo(f"draining: {status['sessions']} session(s) left")
+
+
+@main.command(short_help="Uptime, sessions, workers, offload and reload state.")
+@click.option("--json", "as_json", is_flag=True, help="The full status as JSON.")
+@admin_options
+def status(*, target: _Admin, as_json: bool) -> None:
+    """Show the relay's uptime, sessions (by transport), workers, kernel offload state,
+    whether it drains, and the last reload.
+
+    \b
+    Example:
+      turn-relay status --config /etc/turnkit/turn_relay.toml
+    """
+    found = target.call("GET", "/admin/status")
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    by_transport = ", ".join(f"{k} {v}" for k, v in found["sessions_by_transport"].items())
+    reload = found["reload"]
+    reloaded = "never" if not reload else ("ok" if reload["ok"] else f"failed: {reload['error']}")
+    click.echo(f"uptime:   {found['uptime']:.0f}s")
+    click.echo(f"sessions: {found['sessions']}" + (f" ({by_transport})" if by_transport else ""))
+    click.echo(f"workers:  {found['workers_answering']} of {found['workers']} answering")
+    click.echo(f"offload:  {found['offload']}")
+    click.echo(f"draining: {'yes' if found['draining'] else 'no'}")
+    click.echo(f"reload:   {reloaded}")

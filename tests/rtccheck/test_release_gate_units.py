@@ -101,6 +101,8 @@ def test_check_ids_are_the_documented_check_catalogue() -> None:
         for name in re.findall(r"`([a-z]+\.[a-z-]+)`", cell)
     }
     documented -= {"inputs.credentials-url", "inputs.ice-config"}
+    # `rtccheck signaling URL` checks an app's endpoint on its own; `all` never runs it
+    documented = {name for name in documented if not name.startswith("signaling.")}
     assert documented == set(CHECK_IDS)
 
 

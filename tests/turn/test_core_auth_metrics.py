@@ -48,11 +48,11 @@ def test_a_healthy_allocation_is_one_challenge_and_no_failure() -> None:
     assert core.stats.auth_challenges == 1
     assert failures(core) == {} and stale(core) == {}
     text = metrics_text(core)
-    assert "turnkit_relay_auth_challenges_total 1\n" in text
+    assert "turnkit_relay_auth_challenges_total 1.0\n" in text
     for reason in FAILURE_REASONS:  # every series exists (at 0) before the first failure
-        assert f'turnkit_relay_auth_failures_total{{reason="{reason}"}} 0\n' in text
+        assert f'turnkit_relay_auth_failures_total{{reason="{reason}"}} 0.0\n' in text
     for reason in NONCE_REASONS:
-        assert f'turnkit_relay_stale_nonces_total{{reason="{reason}"}} 0\n' in text
+        assert f'turnkit_relay_stale_nonces_total{{reason="{reason}"}} 0.0\n' in text
     assert "auth_failures_total{code=" not in text  # the old, misleading series is gone
 
 
@@ -141,7 +141,14 @@ def test_every_exported_metric_has_help_and_type() -> None:
     core = make_core()
     allocated(core)
     text = metrics_text(core)
-    names = {line.split()[0].split("{")[0] for line in text.splitlines() if line[0] != "#"}
+    samples = {line.split()[0].split("{")[0] for line in text.splitlines() if line[0] != "#"}
+    histograms = {n for n in HELP if f"# TYPE {n} histogram" in text}
+    names = {
+        s.removesuffix("_bucket").removesuffix("_count").removesuffix("_sum")
+        if s.rsplit("_", 1)[0] in histograms
+        else s
+        for s in samples
+    }
     for name in names:
         assert name in HELP, name
         assert f"# HELP {name} " in text

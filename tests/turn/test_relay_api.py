@@ -176,8 +176,8 @@ async def test_metrics_in_prometheus_text() -> None:
         assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
         text = await response.text()
     assert text.startswith(provided + "\n")
-    assert "turnkit_api_credentials_issued_total 1\n" in text
-    assert "turnkit_api_unauthorized_total 1\n" in text
+    assert "turnkit_api_credentials_issued_total 1.0\n" in text
+    assert "turnkit_api_unauthorized_total 1.0\n" in text
     assert "# TYPE turnkit_api_credentials_issued_total counter\n" in text
 
 

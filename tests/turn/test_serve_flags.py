@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from turnkit_testing.tls import make_certificate
 
 from turn_relay import cli
 from turn_relay.config import ConfigError, RateLimitConfig, ServerConfig, TurnConfig
@@ -324,6 +325,7 @@ def test_help_examples_are_the_expected_commands() -> None:
         "curl",
         "turn-relay",
         "turn-relay",
+        "turn-relay",
     ]
 
 
@@ -338,7 +340,10 @@ def test_help_examples_validate_as_written(tmp_path: Path, monkeypatch: pytest.M
     deployment.write_text(edited)
     for name in ("rest-secrets", "api-key", "users"):
         (tmp_path / name).write_text("example:0123456789abcdef\n")
-    (tmp_path / "tls").mkdir()
+        (tmp_path / name).chmod(0o600)
+    pair = make_certificate(tmp_path / "tls", ("turn.example.com",))  # --check loads it
+    pair.cert.rename(tmp_path / "tls" / "fullchain.pem")
+    pair.key.rename(tmp_path / "tls" / "privkey.pem")
     outputs = []
     for line in help_examples():
         if line.startswith("head"):

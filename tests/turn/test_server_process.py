@@ -124,11 +124,11 @@ async def test_api_issues_working_credentials_and_serves_relay_metrics() -> None
             await client.close()
         assert "turnkit_relay_allocations_active 1" in text
         # the 401 that starts every login is a challenge, not a failure
-        assert "\nturnkit_relay_auth_challenges_total 1\n" in text
+        assert "\nturnkit_relay_auth_challenges_total 1.0\n" in text
         assert "# HELP turnkit_relay_auth_challenges_total " in text
         assert "# HELP turnkit_relay_auth_failures_total " in text
-        assert 'turnkit_relay_auth_failures_total{reason="bad-integrity"} 0' in text
-        assert 'turnkit_relay_stale_nonces_total{reason="stale-nonce"} 0' in text
+        assert 'turnkit_relay_auth_failures_total{reason="bad-integrity"} 0.0' in text
+        assert 'turnkit_relay_stale_nonces_total{reason="stale-nonce"} 0.0' in text
         assert "turnkit_api_credentials_issued_total 1" in text
     finally:
         await server.stop()
@@ -172,14 +172,15 @@ async def test_api_from_flags_alone_hands_out_the_listen_address() -> None:
                     await client.close()
                 async with session.get(f"{base}/metrics") as reply:
                     text = await reply.text()
-            assert "\nturnkit_relay_auth_challenges_total 2\n" in text  # one per login
-            assert 'turnkit_relay_auth_failures_total{reason="bad-integrity"} 1\n' in text
+            assert "\nturnkit_relay_auth_challenges_total 2.0\n" in text  # one per login
+            assert 'turnkit_relay_auth_failures_total{reason="bad-integrity"} 1.0\n' in text
             failures = [
                 line
                 for line in text.splitlines()
-                if line.startswith("turnkit_relay_auth_failures_total") and not line.endswith(" 0")
+                if line.startswith("turnkit_relay_auth_failures_total")
+                and not line.endswith(" 0.0")
             ]
-            assert failures == ['turnkit_relay_auth_failures_total{reason="bad-integrity"} 1']
+            assert failures == ['turnkit_relay_auth_failures_total{reason="bad-integrity"} 1.0']
             process.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(process.wait(), 10) == 0
             assert process.stderr is not None

@@ -221,7 +221,9 @@ async def test_send_and_data_indications_take_the_fast_path_once_permitted(
         relayed = await client.allocate()
         assert (await client.permit(peer)).cls is MessageClass.SUCCESS
         (listener,) = server.udp_listeners.values()
-        assert listener.permits == {(client.local, peer[0]): server.relays[relayed].sock}
+        allocation = server.core.table.by_relay[relayed]
+        socket_and_traffic = (server.relays[relayed].sock, allocation.traffic)
+        assert listener.permits == {(client.local, peer[0]): socket_and_traffic}
         assert server.relays[relayed].permitted == {peer[0]}
         to_core: list[bytes] = []
         from_peers: list[bytes] = []

@@ -93,7 +93,7 @@ async def test_workers_share_listeners_own_port_blocks_and_stop_cleanly(tmp_path
             metrics_url = f"http://127.0.0.1:{api_port}/metrics"
             async with aiohttp.ClientSession() as session, session.get(metrics_url) as reply:
                 text = await reply.text()
-            assert f"\nturnkit_relay_allocations_active {len(clients)}\n" in text
+            assert f"\nturnkit_relay_allocations_active {len(clients)}.0\n" in text
             assert "# HELP turnkit_relay_allocations_active " in text
 
             # SIGHUP reaches every worker: the new secret works on both

@@ -20,6 +20,7 @@ def report(
         "exit_code": 0,
         "verdict": verdict,
         "checks_run": ["gather"],
+        "durations_s": {"gather": 1.5},
         "targets": [],
         "requirements": [],
         "results": [
@@ -34,6 +35,7 @@ def report(
                 "fix": None,
                 "details": {},
                 "capabilities": [],
+                "see": None,
             }
         ],
     }

@@ -31,10 +31,12 @@ def make_certificate(
     expired: bool = False,
     stem: str = "",
     ca_name: str = "turnkit test CA",
+    common_name: str | None = None,
 ) -> CertFiles:
     """An EC certificate for ``names`` (IP addresses or DNS names, the first is also the
-    subject) signed by a fresh CA, or by itself; files ``{stem}cert.pem``, ``{stem}key.pem``
-    and ``{stem}ca.pem`` in ``directory``. ``expired``: it ended yesterday."""
+    subject unless ``common_name`` is given) signed by a fresh CA, or by itself; files
+    ``{stem}cert.pem``, ``{stem}key.pem`` and ``{stem}ca.pem`` in ``directory``.
+    ``expired``: it ended yesterday; ``valid_days`` under 14 makes a soon-expiring one."""
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
     if expired:
@@ -48,13 +50,14 @@ def make_certificate(
         directory / f"{stem}cert.pem", directory / f"{stem}key.pem", directory / f"{stem}ca.pem"
     )
     key = ec.generate_private_key(ec.SECP256R1())
+    subject = _name(common_name or names[0])
     if self_signed:
-        issuer_key, issuer = key, _name(names[0])
+        issuer_key, issuer = key, subject
     else:
         issuer_key, issuer = _write_ca(now, _name(ca_name), files.ca)
     leaf = (
         x509.CertificateBuilder()
-        .subject_name(_name(names[0]))
+        .subject_name(subject)
         .issuer_name(issuer)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -66,13 +69,7 @@ def make_certificate(
         .sign(issuer_key, hashes.SHA256())
     )
     files.cert.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    files.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    _write_key(key, files.key)
     if self_signed:
         files.ca.write_bytes(files.cert.read_bytes())
     return files
@@ -84,6 +81,23 @@ def self_signed_certificate(
     """A one-day self-signed certificate for ``host`` and its key: ``(cert.pem, key.pem)``."""
     files = make_certificate(directory, (host,), self_signed=True, valid_days=1, stem=stem)
     return files.cert, files.key
+
+
+def write_unrelated_key(path: Path) -> Path:
+    """A fresh EC key at ``path``, matching no certificate (for mismatch tests)."""
+    _write_key(ec.generate_private_key(ec.SECP256R1()), path)
+    return path
+
+
+def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    path.chmod(0o600)
 
 
 def _name(common_name: str) -> x509.Name:

@@ -1,4 +1,5 @@
-"""The relay's HTTP service, one module per route group: credentials, health and metrics.
+"""The relay's HTTP service, one module per route group: credentials, health and metrics,
+and the admin API (when the shell hands over an `AdminView`).
 
 The shell builds the application with `create_app` and runs it with ``web.AppRunner`` on
 ``api.listen``, handing it the views it needs (current secrets, a metrics provider); the API
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from .access import ApiCounters
+from .admin import AdminRoutes, AdminView
 from .credentials import CredentialRoutes
 from .health import HealthRoutes
 from .settings import ApiSettings, MetricsProvider, SecretsProvider
@@ -23,10 +25,14 @@ def create_app(
     secrets: SecretsProvider,
     metrics: MetricsProvider | None = None,
     clock: Callable[[], float] = time.time,
+    admin: AdminView | None = None,
 ) -> web.Application:
     """The aiohttp application with every route group added."""
     counters = ApiCounters()
     app = web.Application()
     CredentialRoutes(settings, secrets, counters, clock).add_to(app)
-    HealthRoutes(settings, secrets, counters, metrics).add_to(app)
+    draining = admin.draining if admin is not None else None
+    HealthRoutes(settings, secrets, counters, metrics, draining).add_to(app)
+    if admin is not None:
+        AdminRoutes(admin, secrets, counters).add_to(app)
     return app

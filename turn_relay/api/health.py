@@ -1,8 +1,16 @@
-"""``GET /healthz`` (no key) and ``GET /metrics`` (Prometheus text; a key only if configured)."""
+"""``GET /healthz`` (no key) and ``GET /metrics`` (Prometheus text; a key only if configured).
+
+``/healthz`` answers 200 ``{"status": "ok"}``, or 503 ``{"status": "draining"}`` while the
+relay drains for a deploy, so a load balancer stops sending new clients.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from .access import ApiCounters, error_response, key_matches, presented_key
 from .settings import ApiSettings, MetricsProvider, SecretsProvider
@@ -10,8 +18,23 @@ from .settings import ApiSettings, MetricsProvider, SecretsProvider
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def _counter(name: str, help_text: str, value: int) -> str:
-    return f"# HELP {name} {help_text}\n# TYPE {name} counter\n{name} {value}\n"
+class ApiCollector:
+    """The API's own counters, for prometheus-client's exposition."""
+
+    def __init__(self, counters: ApiCounters) -> None:
+        self.counters = counters
+
+    def collect(self) -> Iterator[Metric]:
+        issued = CounterMetricFamily(
+            "turnkit_api_credentials_issued", "Credentials issued by the API."
+        )
+        issued.add_metric([], self.counters.credentials_issued)
+        refused = CounterMetricFamily(
+            "turnkit_api_unauthorized", "API requests refused for their key."
+        )
+        refused.add_metric([], self.counters.unauthorized)
+        yield issued
+        yield refused
 
 
 class HealthRoutes:
@@ -23,11 +46,15 @@ class HealthRoutes:
         secrets: SecretsProvider,
         counters: ApiCounters,
         metrics: MetricsProvider | None,
+        draining: Callable[[], bool] | None = None,
     ) -> None:
         self.settings = settings
         self._secrets = secrets
         self._counters = counters
         self._metrics = metrics
+        self._draining = draining
+        self._registry = CollectorRegistry(auto_describe=False)
+        self._registry.register(ApiCollector(counters))
 
     def add_to(self, app: web.Application) -> None:
         app.router.add_get("/healthz", self.healthz)
@@ -36,6 +63,8 @@ class HealthRoutes:
 
     async def healthz(self, request: web.Request) -> web.Response:
         del request
+        if self._draining is not None and self._draining():
+            return web.json_response({"status": "draining"}, status=503)
         return web.json_response({"status": "ok"})
 
     async def metrics(self, request: web.Request) -> web.Response:
@@ -47,17 +76,7 @@ class HealthRoutes:
         text = self._metrics() if self._metrics is not None else ""
         if text and not text.endswith("\n"):
             text += "\n"
-        counters = self._counters
-        text += _counter(
-            "turnkit_api_credentials_issued_total",
-            "Credentials issued by the API.",
-            counters.credentials_issued,
-        )
-        text += _counter(
-            "turnkit_api_unauthorized_total",
-            "API requests refused for their key.",
-            counters.unauthorized,
-        )
+        text += generate_latest(self._registry).decode("utf-8")
         return web.Response(
             body=text.encode("utf-8"), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE}
         )

@@ -10,6 +10,8 @@ Order of checks, as RFC 8489 9.2.4 lists them:
    (400 otherwise; neither present means MD5, for RFC 5389 clients);
 4. unknown user, wrong realm, expired REST credential: 401;
 5. no candidate key verifies the integrity: 401;
+5b. the user is revoked (`Authenticator.revoked`): 401 (after the integrity check, so the
+   reason logged for a wrong password stays ``bad-integrity``);
 6. the nonce is not ours or too old: 438 with a fresh one (after the integrity check, so only a
    client that knows the password learns the nonce went stale).
 
@@ -36,6 +38,7 @@ MISSING_ATTRIBUTES = "missing-username-realm-or-nonce"  # 400
 ALGORITHM_MISMATCH = "password-algorithm-mismatch"  # 400
 BAD_INTEGRITY = "bad-integrity"  # 401: wrong password (or secret), or a tampered request
 WRONG_CREDENTIALS = "wrong-credentials"  # 441: another user's allocation (counted by the core)
+REVOKED = "revoked"  # 401: a valid credential of a user an operator revoked
 STALE_NONCE = "stale-nonce"  # 438: our nonce, too old
 INVALID_NONCE = "invalid-nonce"  # 438: not our nonce (another relay, or before a restart)
 FAILURE_REASONS: tuple[str, ...] = (
@@ -44,6 +47,7 @@ FAILURE_REASONS: tuple[str, ...] = (
     *(reason.value for reason in RejectReason),  # wrong-realm, unknown-user, ... expired
     BAD_INTEGRITY,
     WRONG_CREDENTIALS,
+    REVOKED,
 )
 NONCE_REASONS: tuple[str, ...] = (STALE_NONCE, INVALID_NONCE)
 
@@ -103,6 +107,9 @@ class Authenticator:
         self.nonces = nonces
         self.limiter = limiter
         self._challenges: dict[str, tuple[str, tuple[attrs.AnyAttribute, ...]]] = {}  # by nonce
+        # user (the REST user part, or the static user) -> Unix time the revocation ends
+        # (math.inf: until lifted); kept by the shell, which persists it
+        self.revoked: dict[str, float] = {}
 
     def check(
         self,
@@ -142,6 +149,8 @@ class Authenticator:
         key = _verified_key(message, credential, realm.value, algorithm)
         if key is None:
             return self._challenge(401, BAD_INTEGRITY, client_ip, now, rate_limited)
+        if self.is_revoked(credential.user, wall_now):
+            return self._challenge(401, REVOKED, client_ip, now, rate_limited)
         try:
             self.nonces.check(nonce.value, now, client_ip)
         except (StaleNonce, InvalidNonce) as exc:
@@ -149,6 +158,11 @@ class Authenticator:
             return self._challenge(438, why, client_ip, now, rate_limited)
         integrity = "sha256" if message.integrity_sha256_offset is not None else "sha1"
         return Authenticated(credential, key, integrity)
+
+    def is_revoked(self, user: str, wall_now: float) -> bool:
+        """An operator revoked ``user`` and the revocation has not run out at ``wall_now``."""
+        until = self.revoked.get(user)
+        return until is not None and wall_now < until
 
     def challenge_attributes(self, client_ip: str, now: float) -> tuple[attrs.AnyAttribute, ...]:
         """REALM, a fresh NONCE and, if the nonce cookie offers them, PASSWORD-ALGORITHMS.

@@ -2,6 +2,7 @@
 file, and the wiring of a config into a core. The names below are the public API.
 """
 
+from .example import example_config
 from .model import (
     DEFAULT_LISTEN_ADDRESSES,
     DEFAULT_PORT_RANGE,
@@ -46,6 +47,7 @@ __all__ = [
     "ServerConfig",
     "TurnConfig",
     "default_relay_addresses",
+    "example_config",
     "ice_urls",
     "load",
     "load_rest_secrets",

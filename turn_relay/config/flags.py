@@ -51,6 +51,11 @@ class ServeFlags:
     challenge_rate: float | None = None  # auth.unauthorized_limit.per_second
     challenge_burst: int | None = None  # auth.unauthorized_limit.burst
     workers: int | None = None
+    state_dir: Path | None = None
+    drain_seconds: int | None = None
+    alternates: tuple[str, ...] = ()  # server.alternates
+    admin_key_file: Path | None = None
+    admin_key_env: str | None = None
 
 
 def parse_port_range(text: str) -> tuple[int, int]:
@@ -109,6 +114,9 @@ def _apply(document: Document, flags: ServeFlags) -> None:
     _put(document, "server", "realm", flags.realm)
     _put(document, "server", "public_host", flags.public_host)
     _put(document, "server", "workers", flags.workers)
+    _put(document, "server", "state_dir", str(flags.state_dir) if flags.state_dir else None)
+    _put(document, "server", "drain_seconds", flags.drain_seconds)
+    _put(document, "server", "alternates", flags.alternates)
     _put(document, "listen", "addresses", flags.listen)
     _put(document, "listen", "udp_port", flags.port)
     _put(document, "listen", "tcp_port", flags.port)
@@ -141,6 +149,13 @@ def _apply(document: Document, flags: ServeFlags) -> None:
         ("api_key_file", str(flags.api_key_file) if flags.api_key_file else None),
         ("api_key_env", flags.api_key_env),
         ("--api-key-file", "--api-key-env"),
+    )
+    _put_source(
+        document,
+        "api",
+        ("admin_key_file", str(flags.admin_key_file) if flags.admin_key_file else None),
+        ("admin_key_env", flags.admin_key_env),
+        ("--admin-key-file", "--admin-key-env"),
     )
     _put(document, "allocation", "rfc5766_channels", flags.rfc5766_channels)
     if flags.challenge_rate is not None or flags.challenge_burst is not None:

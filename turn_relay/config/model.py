@@ -31,6 +31,14 @@ class ServerConfig:
     realm: str = DEFAULT_REALM
     public_host: str | None = None  # DNS name (or IP) put into generated TURN URLs
     workers: int = 1  # 0 = one per CPU core
+    # Where the relay keeps what must survive a restart (revocations.sqlite3); None: nowhere,
+    # and `turn-relay revoke` is refused rather than forgotten at the next start.
+    state_dir: Path | None = None
+    # SIGTERM drains for this long first (no new allocations, /healthz 503) before stopping;
+    # 0 stops at once. `turn-relay drain` drains without a signal.
+    drain_seconds: int = 0
+    # (ip, port) servers a draining relay names in 300 Try Alternate; empty: 403
+    alternates: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +135,9 @@ class ApiConfig:
     port: int = 8080
     api_key_file: Path | None = None
     api_key_env: str | None = None
+    # The admin API's own key (sessions, kick, revoke, drain, status); never the API key
+    admin_key_file: Path | None = None
+    admin_key_env: str | None = None
     # Empty: derived, see `ice_urls` (server.public_host, else the listen addresses).
     urls: tuple[str, ...] = ()
     default_ttl: int = 3600
@@ -178,6 +189,7 @@ class Secrets:
         default_factory=lambda: MappingProxyType({}), repr=False
     )
     api_key: str | None = field(default=None, repr=False)
+    admin_key: str | None = field(default=None, repr=False)
     redis_password: str | None = field(default=None, repr=False)
 
 

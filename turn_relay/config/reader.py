@@ -46,8 +46,42 @@ def _server(table: Table) -> ServerConfig:
         raise table.fail("realm", f"{realm!r} must be under 128 printable characters, no quotes")
     public_host = table.optional_text("public_host")
     workers = table.integer("workers", _SERVER.workers, 0, 256)
+    state_dir = table.optional_path("state_dir")
+    drain_seconds = table.integer("drain_seconds", _SERVER.drain_seconds, 0, 86400)
+    alternates = tuple(
+        _alternate(table, f"alternates[{index}]", text)
+        for index, text in enumerate(table.text_list("alternates", ()))
+    )
     table.finish()
-    return ServerConfig(realm, public_host or None, workers)
+    return ServerConfig(
+        realm,
+        public_host or None,
+        workers,
+        state_dir=state_dir,
+        drain_seconds=drain_seconds,
+        alternates=alternates,
+    )
+
+
+def _alternate(table: Table, key: str, text: str) -> tuple[str, int]:
+    """``"203.0.113.9"``, ``"203.0.113.9:3478"`` or ``"[2001:db8::9]:3478"`` (default 3478)."""
+    host, port = text, _LISTEN.udp_port
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            port = _alternate_port(table, key, rest)
+    elif text.count(":") == 1:
+        host, _, rest = text.partition(":")
+        port = _alternate_port(table, key, ":" + rest)
+    check_ip(table, key, host)
+    return host, port
+
+
+def _alternate_port(table: Table, key: str, rest: str) -> int:
+    digits = rest[1:] if rest.startswith(":") else ""
+    if not (digits.isdigit() and 1 <= int(digits) <= 65535):
+        raise table.fail(key, f"{rest!r} is not :PORT (1-65535)")
+    return int(digits)
 
 
 def _listen(table: Table) -> ListenConfig:
@@ -222,6 +256,7 @@ def _api(table: Table, server: ServerConfig, listen: ListenConfig, relay: RelayC
     check_ip(table, "listen", address)
     port = table.integer("port", _API.port, 1, 65535)
     key_file, key_env = one_source(table, "api_key_file", "api_key_env")
+    admin_file, admin_env = one_source(table, "admin_key_file", "admin_key_env")
     urls = table.text_list("urls", _API.urls)
     _check_urls(table, urls)
     default_ttl = table.integer("default_ttl", _API.default_ttl, 1)
@@ -238,7 +273,18 @@ def _api(table: Table, server: ServerConfig, listen: ListenConfig, relay: RelayC
             url_hosts(server, listen, relay)
         except ValueError as exc:
             raise table.fail("urls", str(exc)) from None
-    return ApiConfig(enabled, address, port, key_file, key_env, urls, default_ttl, max_ttl)
+    return ApiConfig(
+        enabled,
+        address,
+        port,
+        key_file,
+        key_env,
+        admin_file,
+        admin_env,
+        urls,
+        default_ttl,
+        max_ttl,
+    )
 
 
 def _metrics(table: Table) -> MetricsConfig:

@@ -61,15 +61,27 @@ _MIN_API_KEY_CHARS = 16
 
 
 def _api_key(api: ApiConfig, environ: Mapping[str, str]) -> str | None:
-    if api.api_key_file is not None:
-        lines = _meaningful_lines(api.api_key_file, "api.api_key_file")
-        key, name = (lines[0][1] if lines else ""), "api.api_key_file"
-    elif api.api_key_env is not None:
-        key, name = environ.get(api.api_key_env, "").strip(), "api.api_key_env"
+    return _key(api.api_key_file, api.api_key_env, "api.api_key", environ)
+
+
+def _admin_key(api: ApiConfig, environ: Mapping[str, str], api_key: str | None) -> str | None:
+    key = _key(api.admin_key_file, api.admin_key_env, "api.admin_key", environ)
+    if key is not None and key == api_key:
+        raise ConfigError("api.admin_key_file: the admin key must differ from the API key")
+    return key
+
+
+def _key(file: Path | None, env: str | None, prefix: str, environ: Mapping[str, str]) -> str | None:
+    if file is not None:
+        lines = _meaningful_lines(file, f"{prefix}_file")
+        key, name = (lines[0][1] if lines else ""), f"{prefix}_file"
+    elif env is not None:
+        key, name = environ.get(env, "").strip(), f"{prefix}_env"
     else:
         return None
     if len(key) < _MIN_API_KEY_CHARS:
-        raise ConfigError(f"{name}: the API key must be at least {_MIN_API_KEY_CHARS} characters")
+        what = "admin key" if prefix == "api.admin_key" else "API key"
+        raise ConfigError(f"{name}: the {what} must be at least {_MIN_API_KEY_CHARS} characters")
     return key
 
 
@@ -79,10 +91,12 @@ def load_secrets(config: TurnConfig, environ: Mapping[str, str] | None = None) -
     Call at start and on SIGHUP; on ConfigError keep the previous Secrets.
     """
     env = os.environ if environ is None else environ
+    api_key = _api_key(config.api, env) if config.api.enabled else None
     return Secrets(
         rest_secrets=load_rest_secrets(config.auth, env),
         static_users=_static_users(config.auth.users_file),
-        api_key=_api_key(config.api, env) if config.api.enabled else None,
+        api_key=api_key,
+        admin_key=_admin_key(config.api, env, api_key) if config.api.enabled else None,
         redis_password=_redis_password(config.fleet, env),
     )
 

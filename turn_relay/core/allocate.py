@@ -158,7 +158,9 @@ class AllocateHandler:
         credentials = Credentials(
             credential.username, credential.user, auth.key, credential.expires_at
         )
-        allocation = Allocation(five_tuple, relays, advertised, credentials, now + lifetime)
+        allocation = Allocation(
+            five_tuple, relays, advertised, credentials, now + lifetime, created_at=now
+        )
         if self.settings.max_bandwidth:
             allocation.bucket = TokenBucket(self.settings.max_bandwidth, now)
         return allocation

@@ -38,6 +38,12 @@ class FiveTuple(NamedTuple):
     transport: Transport
 
 
+def format_address(address: Address) -> str:
+    """``ip:port``, or ``[ip]:port`` for IPv6."""
+    ip, port = address
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
 def family_of(ip: str) -> int:
     return FAMILY_IPV6 if ":" in ip else FAMILY_IPV4
 
@@ -48,6 +54,21 @@ class Permission:
 
     ip: str
     expires_at: float
+
+
+@dataclass(slots=True)
+class Traffic:
+    """What one allocation relayed, payload bytes and packets each way.
+
+    Bumped by whoever forwards the packet: the core on its slow path, the shell on its fast
+    path (a shell holds the allocation's `Traffic` in its routes), so the admin API can say
+    what each session moved without the core seeing every packet.
+    """
+
+    packets_to_peer: int = 0
+    bytes_to_peer: int = 0
+    packets_to_client: int = 0
+    bytes_to_client: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -65,6 +86,7 @@ class ChannelBinding:
     expires_at: float
     header: bytes  # the 2-byte channel number, ready to prefix ChannelData
     routed: bool = False
+    traffic: Traffic | None = None  # the allocation's, counted on the core's channel path
 
 
 @dataclass(slots=True, eq=False)
@@ -91,6 +113,15 @@ class Allocation:
     last_response: bytes = b""
     bucket: TokenBucket | None = None  # bandwidth cap, when configured
     alive: bool = True
+    created_at: float = 0.0  # the core's ``now`` at the Allocate
+    traffic: Traffic = field(default_factory=Traffic)
+    # The first relayed address at creation, ``ip:port`` (``[ip]:port`` for IPv6): unique on
+    # one relay host (workers own disjoint port blocks) and kept when a relay is dropped.
+    session_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.session_id and self.relays:
+            self.session_id = format_address(self.relays[min(self.relays)])
 
     def relay_for(self, peer_ip: str) -> Address | None:
         """The relay address that talks to ``peer_ip`` (same family), if any."""

@@ -1,13 +1,11 @@
 """CreatePermission and ChannelBind (RFC 8656 sections 10 and 12.2), after authentication.
 
-Every peer address passes the peer policy first (403, with one log line saying why), then must
+Every peer address passes the peer policy first (403; the core's observer is told why), then must
 match the family of one of the allocation's relays (443). CreatePermission is all-or-nothing:
 nothing is installed unless every XOR-PEER-ADDRESS is acceptable.
 """
 
 from __future__ import annotations
-
-import logging
 
 from stun_server.wire import Message
 from stun_server.wire import attributes as attrs
@@ -17,8 +15,6 @@ from .peer_policy import PeerPolicy
 from .responses import RequestError, success
 from .settings import CoreSettings
 from .table import Change, Table
-
-logger = logging.getLogger(__name__)
 
 
 class PeerHandler:
@@ -82,21 +78,19 @@ class PeerHandler:
         assert relay is not None  # _check_peer made sure
         header = number.to_bytes(2, "big")
         return ChannelBinding(
-            number, peer.address, relay, allocation.five_tuple, expires_at, header
+            number,
+            peer.address,
+            relay,
+            allocation.five_tuple,
+            expires_at,
+            header,
+            traffic=allocation.traffic,
         )
 
     def _check_peer(self, allocation: Allocation, peer: attrs.XorPeerAddress) -> None:
         decision = self.policy.decide(peer.ip, peer.port)
-        if not decision.allowed:
-            client = allocation.five_tuple.client
-            logger.warning(
-                "denied peer %s for %s (%s): %s",
-                peer.ip,
-                allocation.credentials.username,
-                f"{client[0]}:{client[1]}",
-                decision.reason,
-            )
-            raise RequestError(403, decision.reason)
+        if not decision.allowed:  # the core's observer logs it (aggregated per source)
+            raise RequestError(403, f"peer {peer.ip}: {decision.reason}", reason="peer-denied")
         if allocation.relay_for(peer.ip) is None:
             raise RequestError(443, f"no relay of the family of {peer.ip}")
 

@@ -8,7 +8,14 @@ Events (``now`` is the shell's monotonic clock in seconds; REST expiries are che
 - ``handle_timer(now)`` when ``get_timer()`` comes due: expiry of allocations, permissions,
   channels, port reservations;
 - ``connection_closed(five_tuple, now)``: a TCP/TLS client went away (its allocation goes too);
-- ``relay_failed(relay, now)``: the shell could not bind an ``OpenRelay`` address.
+- ``relay_failed(relay, now)``: the shell could not bind an ``OpenRelay`` address;
+- operator events: ``kick(target, now)`` ends sessions, ``revoke(user, until, now)`` refuses a
+  user's credentials (and ends their sessions), ``drain(now)`` refuses new allocations
+  (300 Try Alternate with ALTERNATE-SERVER when ``settings.alternates`` names servers, else
+  403 Forbidden) while existing ones run on.
+
+Allocations created and deleted, and refused requests, are reported to ``observer`` (a
+`turn_relay.core.events.RelayObserver`) on the control path; never per data packet.
 
 Each returns a list of `turn_relay.actions` to run in order. The data path (ChannelData, Send
 indications, peer datagrams) never builds a `Message`; control requests go through the codec.
@@ -22,7 +29,6 @@ outlives its credential by at most one refresh interval (its remaining lifetime,
 
 from __future__ import annotations
 
-import logging
 import random
 from collections.abc import Callable, Mapping
 
@@ -51,6 +57,7 @@ from .actions import (
 )
 from .allocate import AllocateHandler
 from .allocation import Address, Allocation, FiveTuple, Transport, family_of
+from .events import NullObserver, Refusal, RelayObserver
 from .fastpath import (
     DataIndicationEncoder,
     channel_data,
@@ -74,8 +81,6 @@ from .table import (
     Table,
 )
 
-logger = logging.getLogger(__name__)
-
 _SEND_INDICATION = b"\x00\x16"
 _MAX_BIND_RETRIES = 8
 _DONT_FRAGMENT = attrs.DontFragment.TYPE
@@ -97,9 +102,12 @@ class RelayCore:
         *,
         wall_offset: float = 0.0,
         rng: random.Random | None = None,
+        observer: RelayObserver | None = None,
     ) -> None:
         self.settings = settings
         self.authenticator = authenticator
+        self.observer: RelayObserver = observer or NullObserver()
+        self.draining = False
         self.wall_offset = wall_offset  # Unix time minus ``now``
         families = {r.family: (settings.port_min, settings.port_max) for r in settings.relays}
         self.table = Table(
@@ -174,6 +182,9 @@ class RelayCore:
             return self._drop("too-big")
         self.stats.packets_to_client += 1
         self.stats.bytes_to_client += len(data)
+        traffic = allocation.traffic
+        traffic.packets_to_client += 1
+        traffic.bytes_to_client += len(data)
         return [ToClient(five_tuple, frame)]
 
     def get_timer(self) -> float | None:
@@ -181,13 +192,53 @@ class RelayCore:
         return self.table.next_deadline()
 
     def handle_timer(self, now: float) -> list[Action]:
-        return self._apply(self.table.expire(now))
+        return self._apply(self.table.expire(now), now)
 
     def connection_closed(self, five_tuple: FiveTuple, now: float) -> list[Action]:
         allocation = self.table.by_five_tuple.get(five_tuple)
         if allocation is None:
             return []
-        return self._apply(self.table.remove(allocation, "connection-closed"))
+        return self._apply(self.table.remove(allocation, "connection-closed"), now)
+
+    # ================================================================ operator events
+
+    def sessions(self) -> list[Allocation]:
+        """The live allocations, oldest first (read them, never change them)."""
+        return sorted(self.table.by_five_tuple.values(), key=lambda a: a.created_at)
+
+    def kick(self, target: str, now: float) -> list[Action]:
+        """End the session whose id is ``target``, or every session of the user ``target``.
+
+        The allocation is deleted as if it expired (reason ``kicked``): its relay sockets
+        close, and the client's next Refresh on the 5-tuple gets 437.
+        """
+        chosen = [a for a in self.sessions() if target in (a.session_id, a.credentials.user)]
+        return self._end(chosen, "kicked", now)
+
+    def revoke(self, user: str, until: float, now: float) -> list[Action]:
+        """Refuse ``user``'s credentials until Unix time ``until`` (math.inf: until
+        `unrevoke`), with 401 and reason ``revoked``, and end the user's sessions now."""
+        self.authenticator.revoked[user] = until
+        if until <= now + self.wall_offset:
+            return []
+        chosen = [a for a in self.sessions() if a.credentials.user == user]
+        return self._end(chosen, "revoked", now)
+
+    def unrevoke(self, user: str) -> bool:
+        """Lift ``user``'s revocation; False when there was none."""
+        return self.authenticator.revoked.pop(user, None) is not None
+
+    def drain(self, now: float) -> list[Action]:
+        """Refuse new allocations from now on; existing ones run until they end."""
+        del now
+        self.draining = True
+        return []
+
+    def _end(self, allocations: list[Allocation], reason: str, now: float) -> list[Action]:
+        actions: list[Action] = []
+        for allocation in allocations:
+            actions += self._apply(self.table.remove(allocation, reason), now)
+        return actions
 
     def relay_failed(self, relay: Address, now: float) -> list[Action]:
         """The shell could not bind ``relay``: quarantine the port and redo the Allocate.
@@ -202,7 +253,7 @@ class RelayCore:
             allocation = self.table.by_five_tuple.get(pending[1])
         if allocation is None:
             return []
-        actions = self._apply(self.table.remove(allocation, "bind-failed"))
+        actions = self._apply(self.table.remove(allocation, "bind-failed"), now)
         family, port = family_of(relay[0]), relay[1]
         if reservation is not None or self.table.ports.pools[family].take_specific(port):
             self.table.quarantine(family, port, now + self.settings.quarantine)
@@ -226,6 +277,10 @@ class RelayCore:
             return self._drop("bandwidth-cap")
         self.stats.packets_to_peer += 1
         self.stats.bytes_to_peer += len(parsed[1])
+        traffic = binding.traffic
+        if traffic is not None:
+            traffic.packets_to_peer += 1
+            traffic.bytes_to_peer += len(parsed[1])
         return [ToPeer(binding.relay, binding.peer, parsed[1])]
 
     def _send_indication(self, data: bytes, five_tuple: FiveTuple, now: float) -> list[Action]:
@@ -247,6 +302,8 @@ class RelayCore:
             return self._drop("bandwidth-cap")
         self.stats.packets_to_peer += 1
         self.stats.bytes_to_peer += len(indication.payload)
+        allocation.traffic.packets_to_peer += 1
+        allocation.traffic.bytes_to_peer += len(indication.payload)
         return [ToPeer(relay, peer, indication.payload, indication.dont_fragment)]
 
     def _within_cap(self, five_tuple: FiveTuple, payload: bytes, now: float) -> bool:
@@ -288,7 +345,7 @@ class RelayCore:
             rate_limited=five_tuple.transport is Transport.UDP,
         )
         if isinstance(outcome, Rejected):
-            return self._rejected(request, five_tuple, outcome, allocation)
+            return self._rejected(request, five_tuple, outcome, allocation, now)
         return self._authenticated(request, five_tuple, outcome, handler, now)
 
     def _authenticated(
@@ -311,11 +368,13 @@ class RelayCore:
             self._check_unknown(request)
             response, changes = handler(request, five_tuple, auth, allocation, now)
         except RequestError as exc:
-            logger.debug("%s from %s: %s", _method_name(request.method), five_tuple.client, exc)
+            reason = exc.reason
             if exc.code == 441:
                 self.stats.auth_failures[WRONG_CREDENTIALS] += 1
+                reason = WRONG_CREDENTIALS
+            self._refused(request, five_tuple, exc.code, reason, now, detail=exc.detail)
             response, changes = error(request, exc.code, *exc.extra), []
-        actions = self._apply(changes)
+        actions = self._apply(changes, now)
         actions.extend(self._answer(request, five_tuple, response, signing))
         return actions
 
@@ -343,6 +402,7 @@ class RelayCore:
         five_tuple: FiveTuple,
         rejected: Rejected,
         allocation: Allocation | None,
+        now: float,
     ) -> list[Action]:
         if rejected.code == 438:
             self.stats.stale_nonces[rejected.why] += 1
@@ -350,11 +410,14 @@ class RelayCore:
             self.stats.auth_challenges += 1
         else:
             self.stats.auth_failures[rejected.why] += 1
+            if rejected.send:
+                self._refused(request, five_tuple, rejected.code, rejected.why, now)
         actions: list[Action] = []
         if rejected.expired_allocation and allocation is not None:
-            actions = self._apply(self.table.remove(allocation, "credential-expired"))
+            actions = self._apply(self.table.remove(allocation, "credential-expired"), now)
         if not rejected.send:
             self.stats.rate_limited += 1
+            self._refused(request, five_tuple, 0, "rate-limited", now, detail=rejected.why)
             if five_tuple.transport.is_stream:
                 actions.append(CloseClient(five_tuple))
             return actions
@@ -376,6 +439,28 @@ class RelayCore:
         if fingerprint:
             data = for_transaction(data, request.transaction_id, fingerprint=True)
         return [*actions, ToClient(five_tuple, data)]
+
+    def _refused(
+        self,
+        request: Message,
+        five_tuple: FiveTuple,
+        code: int,
+        reason: str,
+        now: float,
+        *,
+        detail: str = "",
+    ) -> None:
+        username = request.get(attrs.Username)
+        refusal = Refusal(
+            _method_name(request.method),
+            code,
+            reason,
+            None if username is None else username.value,
+            five_tuple.client,
+            five_tuple.transport,
+            detail,
+        )
+        self.observer.request_refused(refusal, now)
 
     def _check_unknown(self, request: Message) -> None:
         """420 for comprehension-required attributes we do not understand (after auth)."""
@@ -416,11 +501,23 @@ class RelayCore:
     ) -> tuple[Message, list[Change]]:
         if allocation is not None:
             raise RequestError(437, "5-tuple already has an allocation")
+        if self.draining:
+            raise self._draining_refusal()
         return self._allocations.allocate(request, five_tuple, auth, now)
+
+    def _draining_refusal(self) -> RequestError:
+        """300 Try Alternate naming the first alternate server (RFC 8489 section 10), or,
+        with none configured, 403 Forbidden: an administrative refusal, not the user's quota
+        (486) nor the relay's capacity (508), so neither alert fires on a deploy."""
+        alternates = self.settings.alternates
+        if alternates:
+            server = attrs.AlternateServer(*alternates[0])
+            return RequestError(300, "draining", server, reason="draining")
+        return RequestError(403, "draining, no alternate server configured", reason="draining")
 
     # ================================================================ table changes -> actions
 
-    def _apply(self, changes: list[Change]) -> list[Action]:
+    def _apply(self, changes: list[Change], now: float) -> list[Action]:
         actions: list[Action] = []
         for change in changes:
             if isinstance(change, RouteChange):
@@ -432,9 +529,12 @@ class RelayCore:
                 actions.append(permit(change.allocation.five_tuple, change.relay, change.ip))
             elif isinstance(change, AllocationAdded):
                 self.stats.allocations_created += 1
+                self.observer.allocation_created(change.allocation, now)
                 actions += [OpenRelay(relay) for relay in change.allocation.relays.values()]
             elif isinstance(change, AllocationRemoved):
                 self.stats.allocations_removed[change.reason] += 1
+                self.stats.ended(change.allocation, now)
+                self.observer.allocation_deleted(change.allocation, change.reason, now)
                 actions += [CloseRelay(relay) for relay in change.allocation.relays.values()]
             elif isinstance(change, RelayRemoved):
                 actions.append(CloseRelay(change.relay))

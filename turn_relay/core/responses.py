@@ -11,12 +11,18 @@ from stun_server.wire.errors import REASON_PHRASES
 
 
 class RequestError(Exception):
-    """Raised by a method handler: answer with ``code`` (and ``extra`` attributes)."""
+    """Raised by a method handler: answer with ``code`` (and ``extra`` attributes).
 
-    def __init__(self, code: int, detail: str = "", *extra: attrs.AnyAttribute) -> None:
+    ``reason``: the tag logs and the observer get (default: the reason phrase, hyphenated).
+    """
+
+    def __init__(
+        self, code: int, detail: str = "", *extra: attrs.AnyAttribute, reason: str = ""
+    ) -> None:
         self.code = code
         self.detail = detail
         self.extra = extra
+        self.reason = reason or "-".join(REASON_PHRASES.get(code, "Error").lower().split())
         super().__init__(f"{code} {REASON_PHRASES.get(code, 'Error')}: {detail}")
 
 

@@ -39,6 +39,8 @@ class CoreSettings:
     # 0x4000-0x7FFF and some clients (coturn's turnutils_uclient) still pick from all of it.
     legacy_channels: bool = False
     software: str | None = "turnkit"
+    # where a draining relay sends new Allocates (300 Try Alternate), first one named
+    alternates: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         families = [relay.family for relay in self.relays]

@@ -31,7 +31,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from turn_relay.core.allocation import Address, FiveTuple, Transport, family_of
+from turn_relay.core.allocation import Address, FiveTuple, Traffic, Transport, family_of
 from turn_relay.core.fastpath import DataIndicationEncoder, SendIndicationReader
 
 from .metrics import DataPathStats
@@ -201,10 +201,12 @@ class UdpListener:
         self.shell = shell
         self.sock = sock
         self.address: Address = sock.getsockname()[:2]
-        # (client, channel) -> (relay socket, peer): ChannelData routes from this listener
-        self.routes: dict[tuple[Address, int], tuple[socket.socket, Address]] = {}
-        # (client, peer IP) -> relay socket: where Send indications may go without the core
-        self.permits: dict[tuple[Address, str], socket.socket] = {}
+        # (client, channel) -> (relay socket, peer, the allocation's traffic): ChannelData
+        # routes from this listener
+        self.routes: dict[tuple[Address, int], tuple[socket.socket, Address, Traffic]] = {}
+        # (client, peer IP) -> (relay socket, traffic): where Send indications may go
+        # without the core
+        self.permits: dict[tuple[Address, str], tuple[socket.socket, Traffic]] = {}
         self.send_indications = SendIndicationReader()
         self.data_indications = DataIndicationEncoder()
         self._v6 = sock.family == socket.AF_INET6
@@ -246,6 +248,9 @@ class UdpListener:
                     if route is not None:
                         end = 4 + ((data[2] << 8) | data[3])
                         if end <= len(data):
+                            traffic = route[2]
+                            traffic.packets_to_peer += 1
+                            traffic.bytes_to_peer += end - 4
                             if not packets:  # the first of this wake-up leaves at once
                                 self._send_one(route[0], data[4:end], route[1])
                                 packets, octets = 1, end - 4
@@ -262,8 +267,11 @@ class UdpListener:
                     target = send_target(data)
                     if target is not None:
                         peer, start, end = target
-                        relay = permits.get((addr, peer[0]))
-                        if relay is not None:
+                        permit = permits.get((addr, peer[0]))
+                        if permit is not None:
+                            relay, traffic = permit
+                            traffic.packets_to_peer += 1
+                            traffic.bytes_to_peer += end - start
                             if not packets:  # the first of this wake-up leaves at once
                                 self._send_one(relay, data[start:end], peer)
                                 packets, octets = 1, end - start
@@ -321,6 +329,7 @@ class RelaySocket:
         self.address = address
         self._idle_loop = loop  # set until `activate`: the loop that will read the socket
         self.routes: dict[Address, Deliver] = {}  # peer -> ChannelData to the client
+        self.traffic: Traffic | None = None  # the allocation's: what the fast path delivered
         self.after_batch: Callable[[], None] | None = None  # e.g. write a stream's queued frames
         # Data indications without the core: permitted peer IPs, a sender per peer seen
         self.permitted: set[str] = set()
@@ -399,6 +408,7 @@ class RelaySocket:
         current: Deliver | None = None  # the run being collected: consecutive, one peer
         run: list[bytes] = []
         waited = True  # nothing delivered yet in this wake-up: the first goes at once
+        delivered = delivered_bytes = 0
         try:
             for _ in range(BATCH):
                 try:
@@ -413,6 +423,8 @@ class RelaySocket:
                 if deliver is None and addr[0] in self.permitted:
                     deliver = self._indicate(addr)
                 if deliver is not None:
+                    delivered += 1
+                    delivered_bytes += len(data)
                     if waited:
                         waited = False
                         deliver([data])
@@ -432,6 +444,10 @@ class RelaySocket:
                 current(run)
             if self.after_batch is not None:
                 self.after_batch()
+            traffic = self.traffic
+            if delivered and traffic is not None:
+                traffic.packets_to_client += delivered
+                traffic.bytes_to_client += delivered_bytes
 
     def _indicate(self, peer: Address) -> Deliver | None:
         if self._indications is None:

@@ -10,8 +10,11 @@ import asyncio
 import logging
 import sys
 
+from stun_server import logfmt
 from turn_relay.config import Secrets, TurnConfig
 
+from .admin_view import LocalAdmin
+from .operations import RelayOperations
 from .server import RelayServer
 from .tuning import tune_gc
 from .workers import run_workers, worker_count
@@ -24,10 +27,14 @@ def run_relay(
     secrets: Secrets,
     *,
     log_level: str = "info",
+    log_format: str = "text",
 ) -> None:
-    """Serve until SIGTERM/SIGINT. Raises OSError when a listener or relay address fails."""
+    """Serve until SIGTERM/SIGINT. Raises OSError when a listener or relay address fails.
+
+    ``log_format``: ``text`` or ``json`` lines (`stun_server.logfmt`, shared with stun-server).
+    """
     if not logging.getLogger().handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        logfmt.configure(log_level, log_format)
     logging.getLogger().setLevel(log_level.upper())
     logging.getLogger("asyncio").setLevel(logging.WARNING)
     workers = worker_count(config.server.workers)
@@ -37,6 +44,7 @@ def run_relay(
             sys.exit(status)
         return
     server = RelayServer(config, secrets)
+    server.admin = LocalAdmin(config, RelayOperations(server))
     tune_gc()
     try:
         import uvloop

@@ -5,8 +5,12 @@ datagrams and frames that the fast path does not forward, peer datagrams on unro
 timer ticks go into the core; the actions it returns are run here in order.
 
 Signals (`serve`): SIGHUP re-reads the secrets (REST secrets, static users, API key) and swaps
-the credential lookup; allocations and nonces stay valid. SIGTERM/SIGINT stop cleanly: listeners
-close, every TCP/TLS connection and relay socket is closed, the HTTP API stops.
+the credential lookup, and re-reads the TLS certificate and key for new handshakes
+(`turn_relay.shell.tls`); allocations, nonces and TLS connections stay valid. SIGTERM/SIGINT
+stop cleanly: listeners close, every TCP/TLS connection and relay socket is closed, the HTTP
+API stops. With ``server.drain_seconds`` above 0 a SIGTERM drains first (`drain`: no new
+allocations, /healthz 503, the existing ones run until they end or the deadline); a second
+SIGTERM stops at once.
 """
 
 from __future__ import annotations
@@ -15,13 +19,14 @@ import asyncio
 import logging
 import signal
 import socket
-import ssl
 import time
+from collections import Counter
 from collections.abc import Callable
 
 from aiohttp import web
 
 from turn_relay import config as relay_config
+from turn_relay.api.admin import AdminView
 from turn_relay.api.app import create_app
 from turn_relay.api.settings import ApiSettings
 from turn_relay.config import ConfigError, Secrets, TurnConfig
@@ -48,8 +53,11 @@ from .datagrams import (
     send_many,
     udp_socket,
 )
+from .eventlog import EventLog
 from .metrics import DataPathStats, prometheus_text, snapshot
+from .revocations import RevocationStore
 from .streams import StreamConnection
+from .tls import ReloadableCertificate
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +66,7 @@ _BACKLOG = 512
 _LOGGED_INTERNAL_ERRORS = 20  # then only counted, so a bug cannot flood the log
 _TIMER_SLACK = 0.001  # uvloop timers have 1 ms resolution: never wake up just before a deadline
 _LISTENER_BUFFER = 4 << 20  # bytes asked for; the kernel caps it at net.core.[rw]mem_max
+_DRAIN_POLL = 0.25  # seconds between looks at a draining relay's allocations
 
 
 def check_relay_addresses(config: TurnConfig) -> None:
@@ -70,14 +79,19 @@ def check_relay_addresses(config: TurnConfig) -> None:
 
 
 async def start_api(
-    config: TurnConfig, secrets: Callable[[], Secrets], metrics: Callable[[], str]
+    config: TurnConfig,
+    secrets: Callable[[], Secrets],
+    metrics: Callable[[], str],
+    admin: AdminView | None = None,
 ) -> web.AppRunner | None:
-    """The HTTP API of ``config`` (None when it is off), serving ``metrics()`` at /metrics."""
+    """The HTTP API of ``config`` (None when it is off), serving ``metrics()`` at /metrics
+    and, given ``admin``, the admin routes."""
     api = config.api
     if not api.enabled:
         return None
     settings = ApiSettings.from_config(config)
-    runner = web.AppRunner(create_app(settings, secrets, metrics), access_log=None)
+    app = create_app(settings, secrets, metrics, admin=admin)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, api.listen, api.port).start()
@@ -90,12 +104,10 @@ async def start_api(
     return runner
 
 
-def _tls_context(config: TurnConfig) -> ssl.SSLContext:
+def _tls_certificate(config: TurnConfig) -> ReloadableCertificate:
     listen = config.listen
     assert listen.tls_cert_file is not None and listen.tls_key_file is not None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(listen.tls_cert_file, listen.tls_key_file)
-    return context
+    return ReloadableCertificate(listen.tls_cert_file, listen.tls_key_file)
 
 
 def stream_socket(address: Address, *, reuse_port: bool = False) -> socket.socket:
@@ -133,6 +145,7 @@ class RelayServer:
         workers, the HTTP API left to the parent, and one "listening" line for all of them."""
         self.config = config
         self.secrets = secrets
+        self.events = EventLog()
         self.core = build_core(
             config,
             secrets,
@@ -141,6 +154,12 @@ class RelayServer:
             dont_fragment=CAN_SET_DONT_FRAGMENT,
             ports=ports,
         )
+        self.core.observer = self.events
+        self.started_at = time.time()
+        self.drain_deadline: float | None = None  # monotonic; set while draining
+        self.last_reload: dict[str, object] | None = None  # when, ok, error
+        self.admin: AdminView | None = None  # set by the process entry when it serves the API
+        self._housekeeping: asyncio.TimerHandle | None = None
         self._reuse_port = reuse_port
         self._serve_api = api
         self._announce = announce
@@ -156,6 +175,7 @@ class RelayServer:
         self._timer_at = 0.0
         self._api: web.AppRunner | None = None
         self._stopping: asyncio.Event | None = None
+        self._tls: ReloadableCertificate | None = None  # made with the first TLS listener
 
     # ================================================================ lifecycle
 
@@ -163,6 +183,8 @@ class RelayServer:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         check_relay_addresses(self.config)
+        self._load_revocations()
+        self._keep_house()
         try:
             await self._start_listeners()
             await self._start_api()
@@ -182,6 +204,10 @@ class RelayServer:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            self._housekeeping = None
+        self.events.flush(time.monotonic() + self.events.aggregator.window)
         for listener in self.udp_listeners.values():
             listener.close(loop)
         self.udp_listeners.clear()
@@ -211,7 +237,7 @@ class RelayServer:
         await self.start()
         loop = asyncio.get_running_loop()
         handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        loop.add_signal_handler(signal.SIGTERM, self.terminate)
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         try:
@@ -228,12 +254,17 @@ class RelayServer:
             await self.stop()
 
     def reload(self) -> None:
-        """SIGHUP: re-read the secrets; on error keep the old ones (and say why)."""
+        """SIGHUP: re-read the secrets and the TLS pair; on error keep the old ones (and say
+        why)."""
+        if self._tls is not None:
+            self._tls.reload()
         try:
             secrets = relay_config.load_secrets(self.config)
         except ConfigError as exc:
             logger.error("reload failed, keeping the previous secrets: %s", exc)
+            self.last_reload = {"at": time.time(), "ok": False, "error": str(exc)}
             return
+        self.last_reload = {"at": time.time(), "ok": True, "error": None}
         self.secrets = secrets
         self.core.authenticator.auth = long_term_auth(self.config, secrets)
         logger.log(
@@ -260,7 +291,10 @@ class RelayServer:
 
     async def _start_stream(self, kind: Transport, address: Address) -> None:
         assert self._loop is not None
-        context = _tls_context(self.config) if kind is Transport.TLS else None
+        context = None
+        if kind is Transport.TLS:
+            self._tls = self._tls or _tls_certificate(self.config)
+            context = self._tls.listening
         sock = stream_socket(address, reuse_port=self._reuse_port)
         try:
             server = await self._loop.create_server(
@@ -277,7 +311,71 @@ class RelayServer:
 
     async def _start_api(self) -> None:
         if self._serve_api:
-            self._api = await start_api(self.config, lambda: self.secrets, self.metrics)
+            self._api = await start_api(self.config, lambda: self.secrets, self.metrics, self.admin)
+
+    # ================================================================ operations
+
+    def terminate(self) -> None:
+        """SIGTERM: drain for ``server.drain_seconds`` first, or stop when that is 0 or a
+        drain is already under way (a second SIGTERM)."""
+        seconds = self.config.server.drain_seconds
+        if seconds and self.drain_deadline is None:
+            self.drain(seconds)
+        else:
+            self.request_stop()
+
+    def drain(self, seconds: float) -> None:
+        """No new allocations from now on; stop when the last one ended or after ``seconds``
+        (an earlier deadline than one already set wins)."""
+        now = time.monotonic()
+        watching = self.drain_deadline is not None
+        if self.drain_deadline is None or now + seconds < self.drain_deadline:
+            self.drain_deadline = now + seconds
+        self._run(self.core.drain(now), now)
+        if self._announce:
+            logger.info(
+                "draining: %d allocation(s) may run for up to %gs; new ones are refused",
+                len(self.core.table),
+                seconds,
+            )
+        if not watching:
+            self._watch_drain()
+
+    def _watch_drain(self) -> None:
+        if self._loop is None or self.drain_deadline is None:
+            return
+        left = len(self.core.table)
+        if not left or time.monotonic() >= self.drain_deadline:
+            logger.log(
+                logging.INFO if self._announce or left else logging.DEBUG,
+                "drained: %d allocation(s) left at the deadline",
+                left,
+            )
+            self.request_stop()
+            return
+        self._loop.call_later(_DRAIN_POLL, self._watch_drain)
+
+    def operate(self, event: Callable[[float], list[Action]]) -> None:
+        """Run an operator event on the core (``core.kick`` ...) and its actions."""
+        now = time.monotonic()
+        self.core.wall_offset = wall_offset()
+        self._run(event(now), now)
+
+    def _load_revocations(self) -> None:
+        state_dir = self.config.server.state_dir
+        if state_dir is None:
+            return
+        found = RevocationStore(state_dir).load(time.time())
+        self.core.authenticator.revoked.update(found)
+        if found and self._announce:
+            logger.info("%d revoked user(s) loaded from %s", len(found), state_dir)
+
+    def _keep_house(self) -> None:
+        """Every event-log window: log the "N more like this" lines that are due."""
+        self.events.flush(time.monotonic())
+        if self._loop is not None:
+            window = self.events.aggregator.window
+            self._housekeeping = self._loop.call_later(window, self._keep_house)
 
     def describe_listeners(self) -> list[str]:
         described = [f"udp {a[0]}:{a[1]}" for a in self.udp_listeners]
@@ -311,6 +409,7 @@ class RelayServer:
             allocations=len(self.core.table),
             relays=len(self.relays),
             connections=len(self.connections),
+            by_transport=Counter(a.five_tuple.transport.value for a in self.core.sessions()),
         )
 
     # ================================================================ slow path into the core
@@ -423,19 +522,23 @@ class RelayServer:
 
     def _route_up(self, route: RouteUp) -> None:
         relay = self.relays.get(route.relay)
-        if relay is None or not self._fast_path:
+        allocation = self.core.table.by_five_tuple.get(route.five_tuple)
+        if relay is None or allocation is None or not self._fast_path:
             return
+        relay.traffic = allocation.traffic
         five_tuple, header = route.five_tuple, route.channel.to_bytes(2, "big")
         if five_tuple.transport is Transport.UDP:
             listener = self.udp_listeners.get(five_tuple.server)
             if listener is None:
                 return
-            listener.routes[(five_tuple.client, route.channel)] = (relay.sock, route.peer)
+            key = (five_tuple.client, route.channel)
+            listener.routes[key] = (relay.sock, route.peer, allocation.traffic)
             relay.routes[route.peer] = _udp_deliver(listener, five_tuple.client, header, self.stats)
             return
         connection = self.connections.get(five_tuple)
         if connection is not None:
             connection.routes[route.channel] = (relay.sock, route.peer)
+            connection.traffic = allocation.traffic
             relay.routes[route.peer] = connection.deliver_to(header)
             relay.after_batch = connection.flush
 
@@ -447,9 +550,11 @@ class RelayServer:
             return
         relay = self.relays.get(permit.relay)
         listener = self.udp_listeners.get(five_tuple.server)
-        if relay is None or listener is None:
+        allocation = self.core.table.by_five_tuple.get(five_tuple)
+        if relay is None or listener is None or allocation is None:
             return
-        listener.permits[(five_tuple.client, permit.ip)] = relay.sock
+        relay.traffic = allocation.traffic
+        listener.permits[(five_tuple.client, permit.ip)] = (relay.sock, allocation.traffic)
         relay.permit(permit.ip, _udp_indications(listener, five_tuple.client, self.stats))
 
     def _permit_down(self, permit: PermitDown) -> None:

@@ -29,7 +29,7 @@ import socket
 from collections.abc import Callable
 from typing import Protocol, cast
 
-from turn_relay.core.allocation import Address, FiveTuple, Transport
+from turn_relay.core.allocation import Address, FiveTuple, Traffic, Transport
 
 from .datagrams import send_many
 from .metrics import DataPathStats
@@ -62,6 +62,7 @@ class StreamConnection(asyncio.BufferedProtocol):
         self.five_tuple: FiveTuple | None = None
         self.transport: asyncio.Transport | None = None
         self.routes: dict[int, tuple[socket.socket, Address]] = {}  # channel -> (relay, peer)
+        self.traffic: Traffic | None = None  # the allocation's, for what the fast path sends
         self._buffer = bytearray(_FIRST_READ)
         self._view = memoryview(self._buffer)
         self._start = 0  # first unparsed byte
@@ -237,6 +238,10 @@ class StreamConnection(asyncio.BufferedProtocol):
                 stats = self.shell.stats
                 stats.packets_to_peer += forwarded
                 stats.bytes_to_peer += forwarded_bytes
+                traffic = self.traffic
+                if traffic is not None:
+                    traffic.packets_to_peer += forwarded
+                    traffic.bytes_to_peer += forwarded_bytes
 
     def _forward(self, route: tuple[socket.socket, Address] | None, run: list[memoryview]) -> None:
         assert route is not None

@@ -12,9 +12,15 @@ system-wide). The 401 rate limit is per worker: a source may get up to N times i
 
 The parent keeps no sockets on the data path. It forwards SIGTERM/SIGINT (stop) and SIGHUP
 (re-read the secrets) to the workers, re-reads the secrets itself for the HTTP API, which it
-serves when enabled (/metrics sums the workers' counters, asked over a socketpair per worker),
-and exits when the workers have: 0 after a requested stop, 1 when a worker failed (the others
-are then stopped). A worker whose parent disappears stops too (its socketpair reads EOF).
+serves when enabled, and exits when the workers have: 0 after a requested stop, 1 when a
+worker failed (the others are then stopped). A worker whose parent disappears stops too (its
+socketpair reads EOF).
+
+The control socketpair carries one JSON object per line each way: the parent asks
+(``{"op": "metrics"}``, ``sessions``, ``kick``, ``revoke``, ``unrevoke``, ``revocations``,
+``drain``, ``status``; `turn_relay.shell.operations.RelayOperations.control`) and the worker
+answers with one line. /metrics sums the workers' counters; the admin API asks every worker
+and merges (`turn_relay.shell.admin_view.WorkersAdmin`).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -35,15 +42,17 @@ from turn_relay import config as relay_config
 from turn_relay.auth.nonce import new_key
 from turn_relay.config import ConfigError, Secrets, TurnConfig
 
+from .admin_view import WorkersAdmin
 from .datagrams import udp_socket
 from .metrics import prometheus_text
+from .operations import RelayOperations
 from .server import RelayServer, check_relay_addresses, start_api, stream_socket
 from .tuning import tune_gc
 
 logger = logging.getLogger(__name__)
 
 _CLEAN_EXITS = (0, -signal.SIGTERM, -signal.SIGINT)  # a signal before the loop took it over
-_METRICS_TIMEOUT = 2.0  # seconds to wait for one worker's metrics
+_CONTROL_TIMEOUT = 2.0  # seconds to wait for one worker's answer
 _POLL_CHILDREN = 0.5  # seconds, where pidfd_open is missing
 
 
@@ -108,6 +117,8 @@ class _Supervisor:
         self._done: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pidfds: dict[int, int] = {}  # pid -> pidfd
+        self._control_lock = threading.Lock()  # one exchange at a time on the sockets
+        self.admin = WorkersAdmin(config, self._ask_workers, workers)
 
     def run(self) -> int:
         nonce_key = new_key()
@@ -172,7 +183,9 @@ class _Supervisor:
         try:
             if not self._done.is_set():
                 try:
-                    api = await start_api(self.config, lambda: self.secrets, self.metrics)
+                    api = await start_api(
+                        self.config, lambda: self.secrets, self.metrics, self.admin
+                    )
                 except OSError as exc:
                     logger.error("cannot start the HTTP API: %s", exc)
                     self.status = 1
@@ -216,6 +229,8 @@ class _Supervisor:
             loop.call_later(_POLL_CHILDREN, self._poll_children, loop)
 
     def _stop(self) -> None:
+        if self.config.server.drain_seconds and not self.stopping:
+            self.admin.is_draining = True  # the workers drain on this SIGTERM first
         self.stopping = True
         self._signal_children(signal.SIGTERM)
 
@@ -255,48 +270,63 @@ class _Supervisor:
     def metrics(self) -> str:
         """The workers' metrics summed (a worker that does not answer in time is left out)."""
         total: dict[str, float] = {}
-        for control in list(self.children.values()):
-            try:
-                snapshot = _ask_metrics(control)
-            except (OSError, ValueError) as exc:
-                logger.warning("a worker's metrics were not available: %s", exc)
+        for snapshot in self._ask_each({"op": "metrics"}):
+            if not isinstance(snapshot, dict):
                 continue
             for key, value in snapshot.items():
-                total[key] = total.get(key, 0) + value
+                total[key] = total.get(key, 0) + float(value)
         return prometheus_text(total)
 
+    async def _ask_workers(self, request: dict[str, Any]) -> list[Any]:
+        """Every worker's answer to ``request``, asked from a thread (off the event loop)."""
+        return await asyncio.to_thread(self._ask_each, request)
 
-def _ask_metrics(control: socket.socket) -> dict[str, float]:
-    control.settimeout(_METRICS_TIMEOUT)
-    control.sendall(b"m")
+    def _ask_each(self, request: dict[str, Any]) -> list[Any]:
+        replies: list[Any] = []
+        with self._control_lock:
+            for control in list(self.children.values()):
+                try:
+                    replies.append(_ask(control, request))
+                except (OSError, ValueError) as exc:
+                    logger.warning("a worker did not answer %s: %s", request.get("op"), exc)
+        return replies
+
+
+def _ask(control: socket.socket, request: dict[str, Any]) -> Any:
+    """One JSON line to a worker, one JSON line back."""
+    control.settimeout(_CONTROL_TIMEOUT)
+    control.sendall(json.dumps(request).encode() + b"\n")
     chunks: list[bytes] = []
     while not chunks or not chunks[-1].endswith(b"\n"):
-        chunk = control.recv(65536)
+        chunk = control.recv(1 << 20)
         if not chunk:
             raise OSError("worker closed its control socket")
         chunks.append(chunk)
-    decoded = json.loads(b"".join(chunks))
-    if not isinstance(decoded, dict):
-        raise ValueError("metrics are not a JSON object")
-    return {str(k): float(v) for k, v in decoded.items()}
+    return json.loads(b"".join(chunks))
 
 
 async def _worker(server: RelayServer, control: socket.socket) -> int:
-    """Serve until SIGTERM/SIGINT or until the parent goes away; answer metrics requests."""
+    """Serve until SIGTERM/SIGINT or until the parent goes away; answer the parent's
+    requests (one JSON line each)."""
     loop = asyncio.get_running_loop()
     serving = asyncio.ensure_future(server.serve())
+    operations = RelayOperations(server)
+    pending = bytearray()
 
     def on_control() -> None:
         try:
-            request = control.recv(64)
+            received = control.recv(65536)
         except OSError:
-            request = b""
-        if not request:  # the parent is gone
+            received = b""
+        if not received:  # the parent is gone
             loop.remove_reader(control.fileno())
             server.request_stop()
             return
-        for _ in range(request.count(b"m")):
-            reply = json.dumps(server.metrics_snapshot()).encode() + b"\n"
+        pending.extend(received)
+        while b"\n" in pending:
+            line, _, rest = bytes(pending).partition(b"\n")
+            pending[:] = rest
+            reply = json.dumps(_answer(operations, line)).encode() + b"\n"
             with contextlib.suppress(OSError):
                 control.sendall(reply)
 
@@ -309,6 +339,14 @@ async def _worker(server: RelayServer, control: socket.socket) -> int:
             loop.remove_reader(control.fileno())
         control.close()
     return 0
+
+
+def _answer(operations: RelayOperations, line: bytes) -> Any:
+    try:
+        request = json.loads(line)
+        return operations.control(request if isinstance(request, dict) else {})
+    except (ValueError, KeyError, TypeError) as exc:
+        return {"error": str(exc)}
 
 
 def _run_loop(main: Coroutine[Any, Any, int]) -> int:
