@@ -19,13 +19,13 @@ def test_no_fleet_by_default() -> None:
 def test_a_fleet_section_is_read() -> None:
     config = loads(
         '[listen]\naddresses = ["127.0.0.2"]\n'
-        '[fleet]\nredis_url = "redis://127.0.0.1:6379/0"\nalternates = ["127.0.0.2:3478"]\n'
+        '[fleet]\nredis_url = "redis://127.0.0.1:6379/0"\nadvertise = ["127.0.0.2:3478"]\n'
         "heartbeat = 0.25\nttl = 2\n"
     )
     fleet = config.fleet
     assert fleet.enabled
     assert fleet.relay_id == "127.0.0.2"  # the first listen address unless named
-    assert fleet.alternates == ("127.0.0.2:3478",)
+    assert fleet.advertise == (("127.0.0.2", 3478),)
     assert (fleet.heartbeat, fleet.ttl, fleet.prefix) == (0.25, 2.0, "turnkit")
 
 
@@ -34,8 +34,8 @@ def test_a_fleet_section_is_read() -> None:
     [
         ('redis_url = "http://x"', "fleet.redis_url: 'http://x': expected redis://"),
         ('redis_url = "redis://:pw@127.0.0.1"', "fleet.redis_url: holds a password"),
-        ('alternates = ["127.0.0.1"]', "fleet.alternates[0]: '127.0.0.1' is not ip:port"),
-        ('alternates = ["nothere:3478"]', "fleet.alternates[0]: 'nothere' is not an IP address"),
+        ('advertise = ["127.0.0.1:0"]', "fleet.advertise[0]"),
+        ('advertise = ["nothere:3478"]', "fleet.advertise[0]"),
         ("heartbeat = 0", "fleet.heartbeat: 0 must be greater than 0"),
         ("heartbeat = nan", "fleet.heartbeat: nan is not a finite number"),
         ("heartbeat = 1\nttl = 1", "fleet.ttl: 1.0 must be longer than heartbeat 1.0"),

@@ -158,7 +158,9 @@ class FleetConfig:
     redis_password_file: Path | None = None
     redis_password_env: str | None = None
     relay_id: str | None = None  # unique in the fleet; default: the first listen address
-    alternates: tuple[str, ...] = ()  # "ip:port" siblings' 300 answers name for this relay
+    # where siblings send clients when they are full or draining (300 ALTERNATE-SERVER): this
+    # relay's address as clients dial it; empty = never named
+    advertise: tuple[tuple[str, int], ...] = ()
     heartbeat: float = 0.5  # seconds between publishing and reading the fleet
     ttl: float = 3.0  # a relay silent this long drops out
     prefix: str = "turnkit"  # Redis key prefix: one Redis can hold several fleets

@@ -299,15 +299,6 @@ def _metrics(table: Table) -> MetricsConfig:
 _FLEET = FleetConfig()
 
 
-def _alternate(table: Table, key: str, text: str) -> str:
-    host, sep, port = text.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise table.fail(key, f"{text!r} is not ip:port")
-    check_ip(table, key, host)
-    return text
-
-
 def _fleet(table: Table, listen: ListenConfig) -> FleetConfig:
     url = table.optional_text("redis_url")
     if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
@@ -320,15 +311,16 @@ def _fleet(table: Table, listen: ListenConfig) -> FleetConfig:
     relay_id = table.optional_text("relay_id")
     if relay_id is not None and not relay_id.strip():
         raise table.fail("relay_id", "is empty")
-    alternates = table.text_list("alternates", _FLEET.alternates)
-    for index, text in enumerate(alternates):
-        _alternate(table, f"alternates[{index}]", text)
+    advertise = tuple(
+        _alternate(table, f"advertise[{index}]", text)
+        for index, text in enumerate(table.text_list("advertise", ()))
+    )
     fleet = FleetConfig(
         redis_url=url,
         redis_password_file=password_file,
         redis_password_env=password_env,
         relay_id=relay_id or (listen.addresses[0] if url else None),
-        alternates=alternates,
+        advertise=advertise,
         heartbeat=table.positive_number("heartbeat", _FLEET.heartbeat),
         ttl=table.positive_number("ttl", _FLEET.ttl),
         prefix=table.text("prefix", _FLEET.prefix),
