@@ -151,7 +151,7 @@ def turnkit_relay_command(cfg: ServerConfig) -> list[str]:
 
     Equivalent to coturn_turn_command: listener cfg.host:cfg.port (UDP+TCP), TLS on cfg.tls_port,
     relay address cfg.host with the port block, loopback peers allowed (the default policy denies
-    them), no per-user allocation quota (all benchmark clients are one user), a 401 rate limit
+    them), no per-user allocation quota (all benchmark clients are one user), a challenge budget
     that the benchmark's burst of clients from 127.0.0.1 does not trip, the HTTP API off, and
     channel numbers 0x5000-0x7FFF accepted (turnutils_uclient picks them; RFC 5766 allowed them).
     """
@@ -194,9 +194,12 @@ max_allocations = 0
 [auth]
 {auth_source}
 
-[auth.unauthorized_limit]
-per_second = 1000000.0
-burst = 1000000
+[auth.challenge_budget]
+unproven_rate = 1000000.0
+unproven_burst = 1000000
+proven_rate = 1000000.0
+proven_burst = 1000000
+total_rate = 1000000.0
 
 [peer_policy]
 allowed_peers = [{_toml_str(cfg.host + "/32")}]

@@ -54,6 +54,7 @@ from .allocation import Address, Allocation, FiveTuple, Transport, family_of
 from .fastpath import (
     DataIndicationEncoder,
     channel_data,
+    has_integrity,
     parse_channel_data,
     parse_send_indication,
 )
@@ -80,6 +81,13 @@ _SEND_INDICATION = b"\x00\x16"
 _MAX_BIND_RETRIES = 8
 _DONT_FRAGMENT = attrs.DontFragment.TYPE
 _REJECTION_CACHE = 256
+# Requests a client without credentials is answered 401 for: (type bytes) -> metrics name
+_BUDGETED_REQUESTS = {
+    b"\x00\x03": "allocate",
+    b"\x00\x04": "refresh",
+    b"\x00\x08": "create_permission",
+    b"\x00\x09": "channel_bind",
+}
 
 Handler = Callable[
     [Message, FiveTuple, Authenticated, Allocation | None, float], tuple[Message, list[Change]]
@@ -254,6 +262,10 @@ class RelayCore:
     # ================================================================ control path
 
     def _control(self, data: bytes, five_tuple: FiveTuple, now: float) -> list[Action]:
+        if five_tuple.transport is Transport.UDP and self._challenge_spent(data, five_tuple, now):
+            self.stats.requests[_BUDGETED_REQUESTS[data[:2]]] += 1
+            self.stats.rate_limited += 1
+            return []
         try:
             request = parse(data)
         except StunDecodeError:
@@ -283,6 +295,18 @@ class RelayCore:
         if isinstance(outcome, Rejected):
             return self._rejected(request, five_tuple, outcome, allocation)
         return self._authenticated(request, five_tuple, outcome, handler, now)
+
+    def _challenge_spent(self, data: bytes, five_tuple: FiveTuple, now: float) -> bool:
+        """A request that could only be answered with a challenge the budget cannot pay for.
+
+        Checked before parsing, so a flood of unauthenticated requests from a spent source costs
+        a header look and an attribute walk each instead of a full decode (issue 11: a 20,000/s
+        flood from one address kept the relay busy enough to delay everyone else).
+        """
+        budget = self.authenticator.limiter
+        if budget is None or data[:2] not in _BUDGETED_REQUESTS or has_integrity(data):
+            return False
+        return budget.spent(five_tuple.client[0], now)
 
     def _authenticated(
         self,
@@ -340,7 +364,9 @@ class RelayCore:
         if rejected.code == 438:
             self.stats.stale_nonces[rejected.why] += 1
         elif rejected.is_challenge:
-            self.stats.auth_challenges += 1
+            # a challenge is counted when it is sent: a dropped one (and the client's
+            # retransmission of the request) would otherwise count twice per login
+            self.stats.auth_challenges += rejected.send
         else:
             self.stats.auth_failures[rejected.why] += 1
         actions: list[Action] = []
