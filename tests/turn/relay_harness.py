@@ -259,9 +259,9 @@ class EchoPeer(asyncio.DatagramProtocol):
 
 
 @contextlib.asynccontextmanager
-async def echo_peer() -> AsyncIterator[tuple[Address, EchoPeer]]:
+async def echo_peer(ip: str = "127.0.0.1") -> AsyncIterator[tuple[Address, EchoPeer]]:
     loop = asyncio.get_running_loop()
-    transport, protocol = await loop.create_datagram_endpoint(EchoPeer, local_addr=("127.0.0.1", 0))
+    transport, protocol = await loop.create_datagram_endpoint(EchoPeer, local_addr=(ip, 0))
     try:
         host, port = transport.get_extra_info("sockname")[:2]
         yield (host, port), protocol

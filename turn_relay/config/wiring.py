@@ -112,4 +112,5 @@ def settings_from_config(
         dont_fragment=dont_fragment,
         legacy_channels=legacy_channels or config.allocation.rfc5766_channels,
         software=software,
+        listeners=tuple((x.address, x.port) for x in config.listen.listeners()),
     )

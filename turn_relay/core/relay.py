@@ -139,6 +139,11 @@ class RelayCore:
     def policy(self, policy: PeerPolicy) -> None:
         self._peers.policy = policy
 
+    @property
+    def own_addresses(self) -> frozenset[str]:
+        """The relay's own IPs: Send indications to them always go through the core."""
+        return self._peers.own.addresses
+
     # ================================================================ events
 
     def receive(self, data: bytes, five_tuple: FiveTuple, now: float) -> list[Action]:
@@ -240,6 +245,9 @@ class RelayCore:
         relay = allocation.relay_for(peer[0])
         if relay is None or not allocation.has_permission(peer[0], now):
             return self._drop("no-permission")
+        refused = self._peers.own.refusal(self._peers.policy, peer)
+        if refused is not None:
+            return self._drop(refused)
         if indication.dont_fragment and not self.settings.dont_fragment:
             return self._drop("dont-fragment-unsupported")
         if allocation.bucket is not None and not allocation.bucket.take(

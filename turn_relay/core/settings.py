@@ -39,6 +39,9 @@ class CoreSettings:
     # 0x4000-0x7FFF and some clients (coturn's turnutils_uclient) still pick from all of it.
     legacy_channels: bool = False
     software: str | None = "turnkit"
+    # The relay's client-facing listeners (UDP, TCP, TLS): never a peer, whatever the policy
+    # says. An unspecified address (0.0.0.0, ::) stands for every relay address of its family.
+    listeners: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         families = [relay.family for relay in self.relays]

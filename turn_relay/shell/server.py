@@ -449,7 +449,8 @@ class RelayServer:
         listener = self.udp_listeners.get(five_tuple.server)
         if relay is None or listener is None:
             return
-        listener.permits[(five_tuple.client, permit.ip)] = relay.sock
+        if permit.ip not in self.core.own_addresses:  # there the core checks each port
+            listener.permits[(five_tuple.client, permit.ip)] = relay.sock
         relay.permit(permit.ip, _udp_indications(listener, five_tuple.client, self.stats))
 
     def _permit_down(self, permit: PermitDown) -> None:
