@@ -72,6 +72,13 @@ Examples:
 _CONTEXT = {"max_content_width": 100}
 
 
+class ConfigProblem(click.ClickException):
+    """A config, flag or file error: one line naming the file and key, exit 2 like a usage
+    error (click's own exceptions exit 1)."""
+
+    exit_code = 2
+
+
 @click.group(help=_MAIN_HELP, context_settings=_CONTEXT)
 def main() -> None:
     pass
@@ -81,7 +88,7 @@ def _load_config(path: Path) -> TurnConfig:
     try:
         return relay_config.load(path)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise ConfigProblem(str(exc)) from None
 
 
 def _issuing_secret(
@@ -98,9 +105,9 @@ def _issuing_secret(
     try:
         secrets = relay_config.load_rest_secrets(auth)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise ConfigProblem(str(exc)) from None
     if not secrets:
-        raise click.ClickException("the config names no REST secret (auth.rest_secrets_*)")
+        raise ConfigProblem("the config names no REST secret (auth.rest_secrets_*)")
     return secrets[0]
 
 
@@ -452,13 +459,13 @@ def serve(
         )
         config = load_with_flags(config_path, flags)
     except ValueError as exc:  # ConfigError included
-        raise click.ClickException(str(exc)) from None
+        raise ConfigProblem(str(exc)) from None
     try:
         secrets = relay_config.load_secrets(config)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise ConfigProblem(str(exc)) from None
     if not (secrets.rest_secrets or secrets.static_users):
-        raise click.ClickException(
+        raise ConfigProblem(
             "no credentials: give --secret-file/--secret-env/--users-file (or auth.* in --config)"
         )
     if check:

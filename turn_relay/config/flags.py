@@ -20,6 +20,7 @@ from turn_relay.config import (
     default_relay_addresses,
     parse,
 )
+from turn_relay.config.reader import not_utf8
 
 Document = dict[str, object]
 
@@ -183,6 +184,8 @@ def load(config_path: Path | None, flags: ServeFlags) -> TurnConfig:
             document = tomllib.loads(config_path.read_text(encoding="utf-8"))
         except OSError as exc:
             raise ConfigError(f"{config_path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{config_path}: {not_utf8(exc)}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{config_path}: TOML syntax: {exc}") from None
     _apply(document, flags)

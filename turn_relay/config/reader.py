@@ -67,6 +67,9 @@ def _listen(table: Table) -> ListenConfig:
     for name, path in (("tls_cert_file", cert), ("tls_key_file", key)):
         if tls and path is None:
             raise table.fail(name, "required when listen.tls_port is not 0")
+        if not tls and path is not None:
+            problem = "given but listen.tls_port is 0: set it (--tls-port) or drop this"
+            raise table.fail(name, problem)
     return ListenConfig(addresses, udp, tcp, tls, cert, key)
 
 
@@ -311,6 +314,10 @@ def parse(data: Mapping[str, object]) -> TurnConfig:
     return config
 
 
+def not_utf8(exc: UnicodeDecodeError) -> str:
+    return f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+
+
 def loads(text: str) -> TurnConfig:
     try:
         return parse(tomllib.loads(text))
@@ -323,6 +330,8 @@ def load(path: str | os.PathLike[str]) -> TurnConfig:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: {not_utf8(exc)}") from None
     try:
         return loads(text)
     except ConfigError as exc:
