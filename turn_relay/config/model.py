@@ -48,6 +48,11 @@ class ListenConfig:
     tls_port: int = 0
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    # TCP/TLS client connections. The relay lowers both caps to what its file descriptor
+    # limit allows (each connection may hold a relay socket too): see docs/operations.md.
+    max_stream_connections: int = 20_000
+    max_stream_connections_per_source: int = 2_000  # one IP (IPv6: /64), e.g. an office
+    stream_setup_timeout: float = 10.0  # seconds a connection may live without an allocation
 
     def listeners(self) -> tuple[Listener, ...]:
         ports = (("udp", self.udp_port), ("tcp", self.tcp_port), ("tls", self.tls_port))

@@ -59,6 +59,11 @@ def _listen(table: Table) -> ListenConfig:
     tcp = table.integer("tcp_port", _LISTEN.tcp_port, 0, 65535)
     tls = table.integer("tls_port", _LISTEN.tls_port, 0, 65535)
     cert, key = table.optional_path("tls_cert_file"), table.optional_path("tls_key_file")
+    max_streams = table.integer("max_stream_connections", _LISTEN.max_stream_connections, 1)
+    per_source = table.integer(
+        "max_stream_connections_per_source", _LISTEN.max_stream_connections_per_source, 1
+    )
+    setup_timeout = table.positive_number("stream_setup_timeout", _LISTEN.stream_setup_timeout)
     table.finish()
     if not (udp or tcp or tls):
         raise table.fail("udp_port", "udp_port, tcp_port and tls_port are all 0: nothing listens")
@@ -70,7 +75,7 @@ def _listen(table: Table) -> ListenConfig:
         if not tls and path is not None:
             problem = "given but listen.tls_port is 0: set it (--tls-port) or drop this"
             raise table.fail(name, problem)
-    return ListenConfig(addresses, udp, tcp, tls, cert, key)
+    return ListenConfig(addresses, udp, tcp, tls, cert, key, max_streams, per_source, setup_timeout)
 
 
 def _port_range(table: Table) -> tuple[int, int]:

@@ -219,6 +219,38 @@ class RelayCore:
         self._bind_retries += 1
         return actions + self.receive(pending[0], pending[1], now)
 
+    def relay_exhausted(self, relay: Address, now: float) -> list[Action]:
+        """The shell could not bind ``relay`` for lack of file descriptors (EMFILE, ENFILE).
+
+        Another port would fail the same way, so the Allocate that asked for it is answered
+        508 Insufficient Capacity (RFC 8656 section 7.2), signed like its success would have
+        been, and the allocation goes. Returns actions that replace whatever followed the
+        failed ``OpenRelay``.
+        """
+        pending = self._last_allocate
+        allocation = self.table.by_relay.get(relay)
+        if allocation is None and pending is not None:
+            reservation = self.table.ports.find(relay)
+            if reservation is not None:
+                self.table.ports.cancel(reservation)
+            allocation = self.table.by_five_tuple.get(pending[1])
+        if allocation is None:
+            return []
+        actions = self._apply(self.table.remove(allocation, "no-socket"))
+        if pending is None or pending[1] != allocation.five_tuple:
+            return actions
+        request = parse(pending[0])
+        integrity = "sha256" if request.integrity_sha256_offset is not None else "sha1"
+        signing = Signing(
+            allocation.credentials.key,
+            integrity,
+            fingerprint=request.has(attrs.Fingerprint),
+            software=self.settings.software,
+        )
+        response = error(request, 508)
+        self.stats.error_responses[508] += 1
+        return [*actions, ToClient(allocation.five_tuple, finish(response, signing))]
+
     # ================================================================ data path
 
     def _channel_data(self, data: bytes, five_tuple: FiveTuple, now: float) -> list[Action]:

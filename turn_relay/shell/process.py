@@ -13,6 +13,7 @@ import sys
 from turn_relay.config import Secrets, TurnConfig
 
 from .server import RelayServer
+from .stream_caps import raise_open_files_limit
 from .tuning import tune_gc
 from .workers import run_workers, worker_count
 
@@ -30,6 +31,7 @@ def run_relay(
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger().setLevel(log_level.upper())
     logging.getLogger("asyncio").setLevel(logging.WARNING)
+    raise_open_files_limit()
     workers = worker_count(config.server.workers)
     if workers > 1:
         status = run_workers(config, secrets, workers)
