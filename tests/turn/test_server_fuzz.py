@@ -39,7 +39,11 @@ SEED = 11
 def seeds() -> list[bytes]:
     credential = issue(SECRET, "fuzz", 3600, time.time())
     key = long_term_key(credential.username, REALM, credential.password)
-    signed = [attrs.Username(credential.username), attrs.Realm(REALM), attrs.Nonce("x" * 45)]
+    signed: list[attrs.AnyAttribute] = [
+        attrs.Username(credential.username),
+        attrs.Realm(REALM),
+        attrs.Nonce("x" * 45),
+    ]
     messages = [
         Message(Method.ALLOCATE, MessageClass.REQUEST, attributes=[attrs.RequestedTransport(17)]),
         Message(Method.BINDING, MessageClass.REQUEST),
