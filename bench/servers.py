@@ -154,7 +154,7 @@ def turnkit_relay_command(cfg: ServerConfig) -> list[str]:
 
     Equivalent to coturn_turn_command: listener cfg.host:cfg.port (UDP+TCP), TLS on cfg.tls_port,
     relay address cfg.host with the port block, loopback peers allowed (the default policy denies
-    them), no per-user allocation quota (all benchmark clients are one user), a 401 rate limit
+    them), no per-user allocation quota (all benchmark clients are one user), a challenge budget
     that the benchmark's burst of clients from 127.0.0.1 does not trip (unless
     cfg.default_challenge_limit: then the relay's default budget), the HTTP API off, and
     channel numbers 0x5000-0x7FFF accepted (turnutils_uclient picks them; RFC 5766 allowed them).
@@ -162,7 +162,8 @@ def turnkit_relay_command(cfg: ServerConfig) -> list[str]:
     challenge_limit = (
         ""
         if cfg.default_challenge_limit
-        else "[auth.unauthorized_limit]\nper_second = 1000000.0\nburst = 1000000\n"
+        else "[auth.challenge_budget]\nunproven_rate = 1000000.0\nunproven_burst = 1000000\n"
+        "proven_rate = 1000000.0\nproven_burst = 1000000\ntotal_rate = 1000000.0\n"
     )
     users = cfg.workdir / "turnkit-users"
     users.write_text(f"{cfg.user}:{cfg.password}\n")

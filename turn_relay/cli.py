@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import functools
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -102,6 +103,13 @@ Example:
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+class ConfigProblem(click.ClickException):
+    """A config, flag or file error: one line naming the file and key, exit 2 like a usage
+    error (click's own exceptions exit 1)."""
+
+    exit_code = 2
+
+
 @click.group(help=_MAIN_HELP, context_settings=_CONTEXT)
 @click.version_option(package_name="turnkit", prog_name="turn-relay")
 def main() -> None:
@@ -117,7 +125,7 @@ def _load_config(path: Path) -> TurnConfig:
     try:
         return relay_config.load(path)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise ConfigProblem(str(exc)) from None
 
 
 def _issuing_secret(
@@ -134,9 +142,9 @@ def _issuing_secret(
     try:
         secrets = relay_config.load_rest_secrets(auth)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise ConfigProblem(str(exc)) from None
     if not secrets:
-        raise click.ClickException("the config names no REST secret (auth.rest_secrets_*)")
+        raise ConfigProblem("the config names no REST secret (auth.rest_secrets_*)")
     return secrets[0]
 
 
@@ -251,11 +259,26 @@ def _host_port(host: str, port: int) -> str:
 
 # Defaults shown in --help: the config's own (turn_relay.config), so both modes agree.
 _LISTEN, _QUOTAS = relay_config.ListenConfig(), relay_config.QuotaConfig()
-_LIMIT, _SERVER = relay_config.RateLimitConfig(), relay_config.ServerConfig()
+_BUDGET, _SERVER = relay_config.ChallengeBudgetConfig(), relay_config.ServerConfig()
 _API = relay_config.ApiConfig()
 _PORTS = "{}-{}".format(*relay_config.DEFAULT_PORT_RANGE)
 _PORT = click.IntRange(0, 65535)
 _FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+class _FinitePositive(click.FloatRange):
+    """A float > 0 that is finite: click's FloatRange lets nan and inf through."""
+
+    name = "finite positive number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+_RATE = _FinitePositive(0, min_open=True)
 
 
 @main.command(help=_SERVE_HELP, short_help="Run the relay (flags and/or a TOML config).")
@@ -330,16 +353,43 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
 @click.option("--users-file", type=_FILE, help="Static users, one user:password per line.")
 @click.option(
     "--challenge-rate",
-    type=click.FloatRange(0, min_open=True),
+    type=_RATE,
     metavar="PER_SECOND",
-    help="401/438 answers per second to one UDP source IP (IPv6: /64); more are dropped."
-    f" [default: {_LIMIT.per_second}]",
+    help="401/438 answers per second to a UDP source IP (IPv6: /64) that has not authenticated"
+    f" recently; more are dropped. [default: {_BUDGET.unproven_rate}]",
 )
 @click.option(
     "--challenge-burst",
     type=click.IntRange(1),
     metavar="N",
-    help=f"401/438 answers one UDP source IP may get at once. [default: {_LIMIT.burst}]",
+    help=f"401/438 answers such a source may get at once. [default: {_BUDGET.unproven_burst}]",
+)
+@click.option(
+    "--proven-challenge-rate",
+    type=_RATE,
+    metavar="PER_SECOND",
+    help="401/438 answers per second to a UDP source that authenticated within"
+    f" --challenge-proof-lifetime (a shared office or CGNAT address). [default:"
+    f" {_BUDGET.proven_rate}]",
+)
+@click.option(
+    "--proven-challenge-burst",
+    type=click.IntRange(1),
+    metavar="N",
+    help=f"401/438 answers such a source may get at once. [default: {_BUDGET.proven_burst}]",
+)
+@click.option(
+    "--challenge-proof-lifetime",
+    type=_RATE,
+    metavar="SECONDS",
+    help="How long an authenticated request keeps its source proven."
+    f" [default: {_BUDGET.proof_lifetime}]",
+)
+@click.option(
+    "--challenge-total-rate",
+    type=_RATE,
+    metavar="PER_SECOND",
+    help=f"401/438 answers per second over all UDP sources. [default: {_BUDGET.total_rate}]",
 )
 @click.option(
     "--allowed-peer",
@@ -442,6 +492,10 @@ def serve(
     users_file: Path | None,
     challenge_rate: float | None,
     challenge_burst: int | None,
+    proven_challenge_rate: float | None,
+    proven_challenge_burst: int | None,
+    challenge_proof_lifetime: float | None,
+    challenge_total_rate: float | None,
     allowed_peer: tuple[str, ...],
     denied_peer: tuple[str, ...],
     max_allocations_per_user: int | None,
@@ -484,6 +538,10 @@ def serve(
             rfc5766_channels=rfc5766_channels,
             challenge_rate=challenge_rate,
             challenge_burst=challenge_burst,
+            proven_challenge_rate=proven_challenge_rate,
+            proven_challenge_burst=proven_challenge_burst,
+            challenge_proof_lifetime=challenge_proof_lifetime,
+            challenge_total_rate=challenge_total_rate,
             workers=workers,
             state_dir=state_dir,
             drain_seconds=drain_seconds,
@@ -493,13 +551,13 @@ def serve(
         )
         config = load_with_flags(config_path, flags)
     except ValueError as exc:  # ConfigError included
-        raise click.ClickException(str(exc)) from None
+        raise ConfigProblem(str(exc)) from None
     try:
         secrets = relay_config.load_secrets(config)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise ConfigProblem(str(exc)) from None
     if not (secrets.rest_secrets or secrets.static_users):
-        raise click.ClickException(
+        raise ConfigProblem(
             "no credentials: give --secret-file/--secret-env/--users-file (or auth.* in --config)"
         )
     _check_files(config)

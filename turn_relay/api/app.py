@@ -19,6 +19,8 @@ from .credentials import CredentialRoutes
 from .health import HealthRoutes
 from .settings import ApiSettings, MetricsProvider, SecretsProvider
 
+MAX_REQUEST_BYTES = 64 * 1024  # no route takes a body; aiohttp's default is 1 MiB
+
 
 def create_app(
     settings: ApiSettings,
@@ -29,7 +31,7 @@ def create_app(
 ) -> web.Application:
     """The aiohttp application with every route group added."""
     counters = ApiCounters()
-    app = web.Application()
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     CredentialRoutes(settings, secrets, counters, clock).add_to(app)
     draining = admin.draining if admin is not None else None
     HealthRoutes(settings, secrets, counters, metrics, draining).add_to(app)

@@ -56,6 +56,11 @@ class ListenConfig:
     tls_port: int = 0
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    # TCP/TLS client connections. The relay lowers both caps to what its file descriptor
+    # limit allows (each connection may hold a relay socket too): see docs/operations.md.
+    max_stream_connections: int = 20_000
+    max_stream_connections_per_source: int = 2_000  # one IP (IPv6: /64), e.g. an office
+    stream_setup_timeout: float = 10.0  # seconds a connection may live without an allocation
 
     def listeners(self) -> tuple[Listener, ...]:
         ports = (("udp", self.udp_port), ("tcp", self.tcp_port), ("tls", self.tls_port))
@@ -105,10 +110,18 @@ class QuotaConfig:  # 0 = unlimited everywhere
 
 
 @dataclass(frozen=True, slots=True)
-class RateLimitConfig:  # 401/438 answers per UDP source (IPv6: per /64); a token bucket
-    per_second: float = 1.0
-    burst: int = 10
-    max_sources: int = 65_536
+class ChallengeBudgetConfig:
+    """401/438 answers over UDP (`turn_relay.auth.challenge`): token buckets per source IP
+    (IPv6: per /64), large for sources that authenticated within ``proof_lifetime`` seconds,
+    small for the others, plus one cap over all sources (burst: one second's worth)."""
+
+    unproven_rate: float = 5.0  # per second, to a source that has not authenticated
+    unproven_burst: int = 20
+    proven_rate: float = 200.0  # per second, to a source that authenticated recently
+    proven_burst: int = 1000
+    proof_lifetime: float = 600.0  # seconds an authenticated request keeps its source proven
+    total_rate: float = 5000.0  # per second, over all sources
+    max_sources: int = 65_536  # buckets (and proofs) kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +132,7 @@ class AuthConfig:
     separator: str = DEFAULT_SEPARATOR
     strict_expiry: bool = True
     nonce_lifetime: float = 600.0
-    unauthorized_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
+    challenge_budget: ChallengeBudgetConfig = field(default_factory=ChallengeBudgetConfig)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,12 +19,12 @@ from .model import (
     AllocationConfig,
     ApiConfig,
     AuthConfig,
+    ChallengeBudgetConfig,
     ConfigError,
     ListenConfig,
     MetricsConfig,
     PeerPolicyConfig,
     QuotaConfig,
-    RateLimitConfig,
     RelayConfig,
     ServerConfig,
     TurnConfig,
@@ -33,7 +33,7 @@ from .table import Table, check_ip, check_networks, one_source
 from .urls import url_hosts
 
 _SERVER, _LISTEN, _ALLOCATION = ServerConfig(), ListenConfig(), AllocationConfig()
-_QUOTAS, _LIMIT, _AUTH, _API = QuotaConfig(), RateLimitConfig(), AuthConfig(), ApiConfig()
+_QUOTAS, _BUDGET, _AUTH, _API = QuotaConfig(), ChallengeBudgetConfig(), AuthConfig(), ApiConfig()
 _METRICS = MetricsConfig()
 
 
@@ -93,6 +93,11 @@ def _listen(table: Table) -> ListenConfig:
     tcp = table.integer("tcp_port", _LISTEN.tcp_port, 0, 65535)
     tls = table.integer("tls_port", _LISTEN.tls_port, 0, 65535)
     cert, key = table.optional_path("tls_cert_file"), table.optional_path("tls_key_file")
+    max_streams = table.integer("max_stream_connections", _LISTEN.max_stream_connections, 1)
+    per_source = table.integer(
+        "max_stream_connections_per_source", _LISTEN.max_stream_connections_per_source, 1
+    )
+    setup_timeout = table.positive_number("stream_setup_timeout", _LISTEN.stream_setup_timeout)
     table.finish()
     if not (udp or tcp or tls):
         raise table.fail("udp_port", "udp_port, tcp_port and tls_port are all 0: nothing listens")
@@ -101,7 +106,10 @@ def _listen(table: Table) -> ListenConfig:
     for name, path in (("tls_cert_file", cert), ("tls_key_file", key)):
         if tls and path is None:
             raise table.fail(name, "required when listen.tls_port is not 0")
-    return ListenConfig(addresses, udp, tcp, tls, cert, key)
+        if not tls and path is not None:
+            problem = "given but listen.tls_port is 0: set it (--tls-port) or drop this"
+            raise table.fail(name, problem)
+    return ListenConfig(addresses, udp, tcp, tls, cert, key, max_streams, per_source, setup_timeout)
 
 
 def _port_range(table: Table) -> tuple[int, int]:
@@ -210,14 +218,52 @@ def _quotas(table: Table) -> QuotaConfig:
     return quotas
 
 
-def _rate_limit(table: Table) -> RateLimitConfig:
-    limit = RateLimitConfig(
-        table.positive_number("per_second", _LIMIT.per_second),
-        table.integer("burst", _LIMIT.burst, 1),
-        table.integer("max_sources", _LIMIT.max_sources, 1),
+BUDGET_KEYS = (
+    "unproven_rate",
+    "unproven_burst",
+    "proven_rate",
+    "proven_burst",
+    "proof_lifetime",
+    "total_rate",
+    "max_sources",
+)
+
+
+def _challenge_budget(table: Table) -> ChallengeBudgetConfig:
+    budget = ChallengeBudgetConfig(
+        table.positive_number("unproven_rate", _BUDGET.unproven_rate),
+        table.integer("unproven_burst", _BUDGET.unproven_burst, 1),
+        table.positive_number("proven_rate", _BUDGET.proven_rate),
+        table.integer("proven_burst", _BUDGET.proven_burst, 1),
+        table.positive_number("proof_lifetime", _BUDGET.proof_lifetime),
+        table.positive_number("total_rate", _BUDGET.total_rate),
+        table.integer("max_sources", _BUDGET.max_sources, 1),
     )
     table.finish()
-    return limit
+    return budget
+
+
+def _old_unauthorized_limit(table: Table) -> ChallengeBudgetConfig:
+    """``[auth.unauthorized_limit]`` (one bucket per source) as it was: it now sets the
+    unproven sources' bucket of `ChallengeBudgetConfig`."""
+    budget = ChallengeBudgetConfig(
+        unproven_rate=table.positive_number("per_second", _BUDGET.unproven_rate),
+        unproven_burst=table.integer("burst", _BUDGET.unproven_burst, 1),
+        max_sources=table.integer("max_sources", _BUDGET.max_sources, 1),
+    )
+    table.finish()
+    return budget
+
+
+def _budget_of(table: Table) -> ChallengeBudgetConfig:
+    if table.has("unauthorized_limit") and table.has("challenge_budget"):
+        raise table.fail(
+            "unauthorized_limit",
+            "replaced by auth.challenge_budget (" + ", ".join(BUDGET_KEYS) + "); give only that",
+        )
+    if table.has("unauthorized_limit"):
+        return _old_unauthorized_limit(table.table("unauthorized_limit"))
+    return _challenge_budget(table.table("challenge_budget"))
 
 
 def _auth(table: Table) -> AuthConfig:
@@ -228,10 +274,10 @@ def _auth(table: Table) -> AuthConfig:
         raise table.fail("separator", f"{separator!r} must be one printable non-digit character")
     strict_expiry = table.boolean("strict_expiry", _AUTH.strict_expiry)
     nonce_lifetime = table.positive_number("nonce_lifetime", _AUTH.nonce_lifetime)
-    limit = _rate_limit(table.table("unauthorized_limit"))
+    budget = _budget_of(table)
     table.finish()
     return AuthConfig(
-        users_file, secrets_file, secrets_env, separator, strict_expiry, nonce_lifetime, limit
+        users_file, secrets_file, secrets_env, separator, strict_expiry, nonce_lifetime, budget
     )
 
 
@@ -319,6 +365,10 @@ def parse(data: Mapping[str, object]) -> TurnConfig:
     return config
 
 
+def not_utf8(exc: UnicodeDecodeError) -> str:
+    return f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+
+
 def loads(text: str) -> TurnConfig:
     try:
         return parse(tomllib.loads(text))
@@ -331,6 +381,8 @@ def load(path: str | os.PathLike[str]) -> TurnConfig:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: {not_utf8(exc)}") from None
     try:
         return loads(text)
     except ConfigError as exc:

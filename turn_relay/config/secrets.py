@@ -8,6 +8,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from .model import ApiConfig, AuthConfig, ConfigError, Secrets, TurnConfig
+from .reader import not_utf8
 
 
 def _meaningful_lines(path: Path, key: str) -> list[tuple[int, str]]:
@@ -15,6 +16,8 @@ def _meaningful_lines(path: Path, key: str) -> list[tuple[int, str]]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{key}: {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{key}: {path}: {not_utf8(exc)}") from None
     lines = ((number, line.strip()) for number, line in enumerate(text.splitlines(), 1))
     return [(number, line) for number, line in lines if line and not line.startswith("#")]
 

@@ -6,6 +6,7 @@ Every refusal is a `ConfigError` whose message starts with the dotted key
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from pathlib import Path
@@ -65,6 +66,8 @@ class Table:
             return default
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.fail(key, f"expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise self.fail(key, f"{value} is not a finite number")
         if value <= 0:
             raise self.fail(key, f"{value} must be greater than 0")
         return float(value)

@@ -118,8 +118,9 @@ HELP: Mapping[str, str] = {
     "turnkit_relay_stream_connections_open": "TCP/TLS client connections open now.",
     "turnkit_relay_allocations_created_total": "Allocations created.",
     "turnkit_relay_auth_challenges_total": (
-        "401 challenges: answers to requests without credentials, the first step of every"
-        " client's login (realm and nonce); healthy traffic, not a failure."
+        "401 challenges sent: answers to requests without credentials, the first step of"
+        " every client's login (realm and nonce); healthy traffic, not a failure. Challenges"
+        " the budget dropped count in turnkit_relay_rate_limited_total only."
     ),
     "turnkit_relay_auth_failures_total": (
         "Requests whose credentials were refused, by reason: bad-integrity (wrong password or"
@@ -133,7 +134,8 @@ HELP: Mapping[str, str] = {
         " new one) or invalid-nonce (not ours, e.g. issued before a restart)."
     ),
     "turnkit_relay_rate_limited_total": (
-        "401/438 answers not sent because the UDP source exceeded auth.unauthorized_limit."
+        "401/438 answers not sent because the challenge budget (auth.challenge_budget: the"
+        " UDP source's bucket or the relay-wide cap) was spent."
     ),
     "turnkit_relay_relayed_packets_total": "Packets relayed, by direction.",
     "turnkit_relay_relayed_bytes_total": "Payload bytes relayed, by direction.",

@@ -16,6 +16,7 @@ SIGTERM stops at once.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
 import socket
@@ -26,9 +27,11 @@ from collections.abc import Callable
 from aiohttp import web
 
 from turn_relay import config as relay_config
+from turn_relay.api import quiet_errors
 from turn_relay.api.admin import AdminView
 from turn_relay.api.app import create_app
 from turn_relay.api.settings import ApiSettings
+from turn_relay.auth.challenge import source_key
 from turn_relay.config import ConfigError, Secrets, TurnConfig
 from turn_relay.config.wiring import build_core, long_term_auth, wall_offset
 from turn_relay.core.actions import (
@@ -55,7 +58,9 @@ from .datagrams import (
 )
 from .eventlog import EventLog
 from .metrics import DataPathStats, prometheus_text, snapshot
+from .rare_warning import RareWarning
 from .revocations import RevocationStore
+from .stream_caps import StreamCaps
 from .streams import StreamConnection
 from .tls import ReloadableCertificate
 
@@ -67,6 +72,9 @@ _LOGGED_INTERNAL_ERRORS = 20  # then only counted, so a bug cannot flood the log
 _TIMER_SLACK = 0.001  # uvloop timers have 1 ms resolution: never wake up just before a deadline
 _LISTENER_BUFFER = 4 << 20  # bytes asked for; the kernel caps it at net.core.[rw]mem_max
 _DRAIN_POLL = 0.25  # seconds between looks at a draining relay's allocations
+_OUT_OF_FDS = (errno.EMFILE, errno.ENFILE)
+API_IDLE_TIMEOUT = 15.0  # seconds an HTTP API connection may sit idle (aiohttp's default: 75)
+API_MAX_LINE = 4096  # bytes of a request line or header (the API's URLs are short)
 
 
 def check_relay_addresses(config: TurnConfig) -> None:
@@ -90,8 +98,14 @@ async def start_api(
     if not api.enabled:
         return None
     settings = ApiSettings.from_config(config)
-    app = create_app(settings, secrets, metrics, admin=admin)
-    runner = web.AppRunner(app, access_log=None)
+    quiet_errors.install()
+    runner = web.AppRunner(
+        create_app(settings, secrets, metrics, admin=admin),
+        access_log=None,
+        keepalive_timeout=API_IDLE_TIMEOUT,  # also closes connections that never send
+        max_line_size=API_MAX_LINE,
+        max_field_size=API_MAX_LINE,
+    )
     await runner.setup()
     try:
         await web.TCPSite(runner, api.listen, api.port).start()
@@ -176,6 +190,16 @@ class RelayServer:
         self._api: web.AppRunner | None = None
         self._stopping: asyncio.Event | None = None
         self._tls: ReloadableCertificate | None = None  # made with the first TLS listener
+        self.stream_caps = StreamCaps.for_limits(config.listen)
+        self.setup_timeout = config.listen.stream_setup_timeout
+        self._per_source: Counter[str] = Counter()
+        self._refused_streams = RareWarning(
+            "TCP/TLS connection refused at listen.max_stream_connections(_per_source)"
+        )
+        self._exhaustion = RareWarning(
+            "out of file descriptors: Allocates answered 508 (raise LimitNOFILE, or lower"
+            " quotas.max_allocations)"
+        )
 
     # ================================================================ lifecycle
 
@@ -193,8 +217,10 @@ class RelayServer:
             raise
         logger.log(
             logging.INFO if self._announce else logging.DEBUG,
-            "relay listening on %s",
+            "relay listening on %s; TCP/TLS connections: at most %d, %d per source",
             ", ".join(self.describe_listeners()),
+            self.stream_caps.total,
+            self.stream_caps.per_source,
         )
 
     async def stop(self) -> None:
@@ -438,14 +464,29 @@ class RelayServer:
         if self.stats.dropped["internal-error"] <= _LOGGED_INTERNAL_ERRORS:
             logger.exception("dropped a datagram from %s %s:%d", side, *source)
 
-    def stream_opened(self, connection: StreamConnection) -> None:
+    def stream_opened(self, connection: StreamConnection) -> bool:
+        """Admit a new TCP/TLS connection, or refuse it (False: the caller aborts it)."""
         assert connection.five_tuple is not None
+        source = source_key(connection.five_tuple.client[0])
+        if (
+            len(self.connections) >= self.stream_caps.total
+            or self._per_source[source] >= self.stream_caps.per_source
+        ):
+            self.stats.dropped["stream-connection-cap"] += 1
+            self._refused_streams.happened(f"{source} ({len(self.connections)} open)")
+            return False
+        self._per_source[source] += 1
         self.connections[connection.five_tuple] = connection
+        return True
 
     def stream_closed(self, connection: StreamConnection) -> None:
         assert connection.five_tuple is not None
         if self.connections.get(connection.five_tuple) is connection:
             del self.connections[connection.five_tuple]
+            source = source_key(connection.five_tuple.client[0])
+            self._per_source[source] -= 1
+            if self._per_source[source] <= 0:
+                del self._per_source[source]
         if self._loop is not None:
             now = time.monotonic()
             self._run(self.core.connection_closed(connection.five_tuple, now), now)
@@ -462,8 +503,12 @@ class RelayServer:
             elif isinstance(action, ToPeer):
                 self._to_peer(action)
             elif isinstance(action, OpenRelay):
-                if not self._open_relay(action.relay):
-                    self._run(self.core.relay_failed(action.relay, now), now)
+                failure = self._open_relay(action.relay)
+                if failure is not None:
+                    if failure in _OUT_OF_FDS:
+                        self._run(self.core.relay_exhausted(action.relay, now), now)
+                    else:
+                        self._run(self.core.relay_failed(action.relay, now), now)
                     return  # the core's replacement actions supersede the rest
             elif isinstance(action, CloseRelay):
                 self._close_relay(action.relay)
@@ -499,16 +544,20 @@ class RelayServer:
         if relay is not None:
             relay.send(action.data, action.peer, action.dont_fragment)
 
-    def _open_relay(self, address: Address) -> bool:
+    def _open_relay(self, address: Address) -> int | None:
+        """Bind ``address``; None when done, else the errno (0 if it had none)."""
         assert self._loop is not None
         if address in self.relays:
-            return True  # a reserved port (EVEN-PORT R=1) now redeemed: already bound
+            return None  # a reserved port (EVEN-PORT R=1) now redeemed: already bound
         try:
             self.relays[address] = RelaySocket.open(self, address, self._loop)
         except OSError as exc:
-            logger.info("relay port %s:%d unavailable: %s", address[0], address[1], exc)
-            return False
-        return True
+            if exc.errno in _OUT_OF_FDS:
+                self._exhaustion.happened(str(exc))
+            else:
+                logger.info("relay port %s:%d unavailable: %s", address[0], address[1], exc)
+            return exc.errno or 0
+        return None
 
     def _activate(self, address: Address) -> None:
         relay = self.relays.get(address)
@@ -554,7 +603,8 @@ class RelayServer:
         if relay is None or listener is None or allocation is None:
             return
         relay.traffic = allocation.traffic
-        listener.permits[(five_tuple.client, permit.ip)] = (relay.sock, allocation.traffic)
+        if permit.ip not in self.core.own_addresses:  # there the core checks each port
+            listener.permits[(five_tuple.client, permit.ip)] = (relay.sock, allocation.traffic)
         relay.permit(permit.ip, _udp_indications(listener, five_tuple.client, self.stats))
 
     def _permit_down(self, permit: PermitDown) -> None:
