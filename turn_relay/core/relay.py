@@ -287,7 +287,7 @@ class RelayCore:
             allocation = self.table.by_five_tuple.get(pending[1])
         if allocation is None:
             return []
-        actions = self._apply(self.table.remove(allocation, "no-socket"))
+        actions = self._apply(self.table.remove(allocation, "no-socket"), now)
         if pending is None or pending[1] != allocation.five_tuple:
             return actions
         request = parse(pending[0])
