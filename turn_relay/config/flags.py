@@ -51,6 +51,7 @@ class ServeFlags:
     challenge_rate: float | None = None  # auth.unauthorized_limit.per_second
     challenge_burst: int | None = None  # auth.unauthorized_limit.burst
     workers: int | None = None
+    kernel_offload: str | None = None  # offload.mode: off, auto, on
 
 
 def parse_port_range(text: str) -> tuple[int, int]:
@@ -143,6 +144,7 @@ def _apply(document: Document, flags: ServeFlags) -> None:
         ("--api-key-file", "--api-key-env"),
     )
     _put(document, "allocation", "rfc5766_channels", flags.rfc5766_channels)
+    _put(document, "offload", "mode", flags.kernel_offload)
     if flags.challenge_rate is not None or flags.challenge_burst is not None:
         auth = _section(document, "auth")
         limit = auth.setdefault("unauthorized_limit", {})

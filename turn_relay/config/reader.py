@@ -16,12 +16,14 @@ from types import MappingProxyType
 from .model import (
     DEFAULT_PORT_RANGE,
     DEFAULT_REALM,
+    OFFLOAD_MODES,
     AllocationConfig,
     ApiConfig,
     AuthConfig,
     ConfigError,
     ListenConfig,
     MetricsConfig,
+    OffloadConfig,
     PeerPolicyConfig,
     QuotaConfig,
     RateLimitConfig,
@@ -35,6 +37,7 @@ from .urls import url_hosts
 _SERVER, _LISTEN, _ALLOCATION = ServerConfig(), ListenConfig(), AllocationConfig()
 _QUOTAS, _LIMIT, _AUTH, _API = QuotaConfig(), RateLimitConfig(), AuthConfig(), ApiConfig()
 _METRICS = MetricsConfig()
+_OFFLOAD = OffloadConfig()
 
 
 def _server(table: Table) -> ServerConfig:
@@ -249,6 +252,17 @@ def _metrics(table: Table) -> MetricsConfig:
     return metrics
 
 
+def _offload(table: Table) -> OffloadConfig:
+    mode = table.text("mode", _OFFLOAD.mode)
+    if mode not in OFFLOAD_MODES:
+        raise table.fail("mode", f"{mode!r} is not one of {', '.join(OFFLOAD_MODES)}")
+    offload = OffloadConfig(
+        mode, table.optional_path("object_file"), table.text_list("interfaces", ())
+    )
+    table.finish()
+    return offload
+
+
 # Entry points.
 
 
@@ -268,6 +282,7 @@ def parse(data: Mapping[str, object]) -> TurnConfig:
         peer_policy=_peer_policy(root.table("peer_policy")),
         api=_api(root.table("api"), server, listen, relay),
         metrics=_metrics(root.table("metrics")),
+        offload=_offload(root.table("offload")),
     )
     root.finish()
     return config
