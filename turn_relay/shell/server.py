@@ -48,7 +48,8 @@ from .datagrams import (
     send_many,
     udp_socket,
 )
-from .metrics import DataPathStats, prometheus_text, snapshot
+from .metrics import DataPathStats, offload_state, prometheus_text, snapshot
+from .offload import POLL_INTERVAL, KernelRoutes, KernelStart, start_kernel_offload
 from .streams import StreamConnection
 
 logger = logging.getLogger(__name__)
@@ -127,10 +128,12 @@ class RelayServer:
         reuse_port: bool = False,
         api: bool = True,
         announce: bool = True,
+        kernel: KernelStart | None = None,
     ) -> None:
-        """``ports``, ``reuse_port``, ``api`` and ``announce`` are for worker processes
-        (`turn_relay.workers`): a share of the relay port range, listeners shared with the other
-        workers, the HTTP API left to the parent, and one "listening" line for all of them."""
+        """``ports``, ``reuse_port``, ``api``, ``announce`` and ``kernel`` are for worker
+        processes (`turn_relay.workers`): a share of the relay port range, listeners shared with
+        the other workers, the HTTP API left to the parent, one "listening" line for all of
+        them, and the kernel offload the parent opened (else `start` opens it)."""
         self.config = config
         self.secrets = secrets
         self.core = build_core(
@@ -156,6 +159,9 @@ class RelayServer:
         self._timer_at = 0.0
         self._api: web.AppRunner | None = None
         self._stopping: asyncio.Event | None = None
+        self._kernel_start = kernel
+        self.kernel = KernelRoutes(KernelStart(None, "off", "not started"), self.stats, self.core)
+        self._kernel_poll: asyncio.TimerHandle | None = None
 
     # ================================================================ lifecycle
 
@@ -164,6 +170,7 @@ class RelayServer:
         self._stopping = asyncio.Event()
         check_relay_addresses(self.config)
         try:
+            self._start_kernel()
             await self._start_listeners()
             await self._start_api()
         except BaseException:
@@ -182,6 +189,10 @@ class RelayServer:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._kernel_poll is not None:
+            self._kernel_poll.cancel()
+            self._kernel_poll = None
+        self.kernel.close()
         for listener in self.udp_listeners.values():
             listener.close(loop)
         self.udp_listeners.clear()
@@ -258,6 +269,23 @@ class RelayServer:
             else:
                 await self._start_stream(Transport(listener.transport), address)
 
+    def _start_kernel(self) -> None:
+        """The kernel offload (the parent's in a worker); raises OffloadUnavailable with "on"."""
+        start = self._kernel_start or start_kernel_offload(self.config)
+        self.kernel = KernelRoutes(start, self.stats, self.core)
+        if self.kernel.active:
+            self._schedule_kernel_poll()
+
+    def _schedule_kernel_poll(self) -> None:
+        assert self._loop is not None
+        self._kernel_poll = self._loop.call_later(POLL_INTERVAL, self._poll_kernel)
+
+    def _poll_kernel(self) -> None:
+        self._kernel_poll = None
+        self.kernel.poll(time.monotonic())
+        if self._loop is not None:
+            self._schedule_kernel_poll()
+
     async def _start_stream(self, kind: Transport, address: Address) -> None:
         assert self._loop is not None
         context = _tls_context(self.config) if kind is Transport.TLS else None
@@ -311,6 +339,7 @@ class RelayServer:
             allocations=len(self.core.table),
             relays=len(self.relays),
             connections=len(self.connections),
+            offload=offload_state(self.kernel.state, self.kernel.installed),
         )
 
     # ================================================================ slow path into the core
@@ -375,8 +404,11 @@ class RelayServer:
             elif isinstance(action, RouteUp):
                 self._activate(action.relay)
                 self._route_up(action)
+                if action.relay in self.relays:
+                    self.kernel.up(action)
             elif isinstance(action, RouteDown):
                 self._route_down(action)
+                self.kernel.down(action, now)
             elif isinstance(action, PermitUp):
                 self._activate(action.relay)
                 self._permit_up(action)

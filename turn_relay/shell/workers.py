@@ -15,6 +15,10 @@ The parent keeps no sockets on the data path. It forwards SIGTERM/SIGINT (stop) 
 serves when enabled (/metrics sums the workers' counters, asked over a socketpair per worker),
 and exits when the workers have: 0 after a requested stop, 1 when a worker failed (the others
 are then stopped). A worker whose parent disappears stops too (its socketpair reads EOF).
+
+The kernel offload (`turn_relay.shell.offload`) is opened by the parent before it forks: one
+program and map pair shared by every worker, each writing its own routes; the parent detaches
+when the workers are gone, so a worker's exit never breaks the others' kernel routes.
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ from turn_relay.auth.nonce import new_key
 from turn_relay.config import ConfigError, Secrets, TurnConfig
 
 from .datagrams import udp_socket
-from .metrics import prometheus_text
+from .metrics import offload_state, prometheus_text
+from .offload import KernelStart, start_kernel_offload
 from .server import RelayServer, check_relay_addresses, start_api, stream_socket
 from .tuning import tune_gc
 
@@ -94,14 +99,22 @@ def run_workers(config: TurnConfig, secrets: Secrets, workers: int) -> int:
         logger.warning("only %d relay port(s): running %d worker(s)", available, available)
         workers = available
     check_listeners(config)
-    return _Supervisor(config, secrets, workers).run()
+    kernel = start_kernel_offload(config)  # raises OffloadUnavailable with "on"
+    try:
+        return _Supervisor(config, secrets, workers, kernel).run()
+    finally:
+        if kernel.offload is not None:
+            kernel.offload.close()
 
 
 class _Supervisor:
-    def __init__(self, config: TurnConfig, secrets: Secrets, workers: int) -> None:
+    def __init__(
+        self, config: TurnConfig, secrets: Secrets, workers: int, kernel: KernelStart
+    ) -> None:
         self.config = config
         self.secrets = secrets
         self.workers = workers
+        self.kernel = kernel
         self.children: dict[int, socket.socket] = {}  # pid -> control socket (parent's end)
         self.stopping = False
         self.status = 0
@@ -136,6 +149,8 @@ class _Supervisor:
                 other.close()
             status = 1
             try:
+                if self.kernel.offload is not None:
+                    self.kernel.offload.after_fork()
                 server = RelayServer(
                     self.config,
                     self.secrets,
@@ -144,6 +159,7 @@ class _Supervisor:
                     reuse_port=True,
                     api=False,
                     announce=index == 0,
+                    kernel=self.kernel,
                 )
 
                 tune_gc()
@@ -263,6 +279,8 @@ class _Supervisor:
                 continue
             for key, value in snapshot.items():
                 total[key] = total.get(key, 0) + value
+        routes = total.get("turnkit_relay_kernel_routes", 0.0)
+        total.update(offload_state(self.kernel.state, int(routes)))  # one state, not N
         return prometheus_text(total)
 
 
