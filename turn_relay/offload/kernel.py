@@ -14,7 +14,8 @@ import errno
 import ipaddress
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final
 
@@ -52,6 +53,51 @@ _ARPHRD_LOOPBACK: Final = 772
 _CAP_NET_ADMIN: Final = 12
 _CAP_SYS_ADMIN: Final = 21
 _CAP_BPF: Final = 39
+
+
+class Netlink:
+    """pyroute2's `IPRoute` on a thread of its own; every call runs there and its result is
+    read there (lists, not lazy generators).
+
+    The synchronous IPRoute of pyroute2 0.9 runs an asyncio loop of its own inside each call,
+    which cannot run on a thread whose loop is already running (the relay's event loop). The
+    thread starts in the constructor, from the calling thread, so it lives in the caller's
+    network namespace (a namespace is per thread).
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="offload-netlink")
+        try:
+            self._ipr: IPRoute = self._pool.submit(IPRoute).result()
+        except BaseException:
+            self._pool.shutdown(wait=False)
+            raise
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self._ipr, name)
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            result = method(*args, **kwargs)
+            if result is None or isinstance(result, (list, tuple, dict, str, bytes, int)):
+                return result
+            return list(result) if hasattr(result, "__iter__") else result
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._pool.submit(run, *args, **kwargs).result()
+
+        return call
+
+    def close(self) -> None:
+        try:
+            self._pool.submit(self._ipr.close).result()
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> Netlink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class OffloadUnavailable(Exception):  # noqa: N818 (a state, not an error: `auto` expects it)
@@ -102,7 +148,7 @@ class _Attachment:
     it is removed before ours goes in, and ``replaced_stale`` says so.
     """
 
-    def __init__(self, ipr: IPRoute, name: str, index: int, prog_fd: int) -> None:
+    def __init__(self, ipr: Netlink, name: str, index: int, prog_fd: int) -> None:
         self.name = name
         self.index = index
         self.created_qdisc = False
@@ -127,7 +173,7 @@ class _Attachment:
             direct_action=True,
         )
 
-    def detach(self, ipr: IPRoute) -> None:
+    def detach(self, ipr: Netlink) -> None:
         try:
             if self.created_qdisc:
                 ipr.tc("del", "clsact", self.index)
@@ -138,7 +184,7 @@ class _Attachment:
                 raise
 
 
-def _remove_our_filter(ipr: IPRoute, index: int) -> bool:
+def _remove_our_filter(ipr: Netlink, index: int) -> bool:
     """Delete the filter at our priority on ``index``'s ingress hook; True if there was one."""
     try:
         ipr.tc("del-filter", "bpf", index, parent=_INGRESS, prio=FILTER_PRIORITY)
@@ -156,7 +202,7 @@ def interfaces_holding(addresses: Iterable[str]) -> list[str]:
     a client sent to, which a wildcard listener does not name) or an address no interface has.
     """
     found: list[str] = []
-    with IPRoute() as ipr:
+    with Netlink() as ipr:
         for address in dict.fromkeys(addresses):
             wanted = ipaddress.ip_address(address.split("%", 1)[0])
             if wanted.is_unspecified:
@@ -179,7 +225,7 @@ def interfaces_holding(addresses: Iterable[str]) -> list[str]:
 class KernelOffload:
     """The ChannelData program attached to ``interfaces``; see the package docstring."""
 
-    def __init__(self, program: BpfObject, ipr: IPRoute) -> None:
+    def __init__(self, program: BpfObject, ipr: Netlink) -> None:
         self._program = program
         self._ipr = ipr
         self._channels: MapHandle = program.map("channels", CHANNEL_KEY.size, CHANNEL_ROUTE.size)
@@ -216,7 +262,7 @@ class KernelOffload:
             ) from None
         except OSError as error:
             raise OffloadUnavailable(f"libbpf unavailable: {error}") from None
-        ipr = IPRoute()
+        ipr = Netlink()
         try:
             offload = cls(program, ipr)
             offload._attach_all(names)
@@ -259,7 +305,7 @@ class KernelOffload:
         self._attachments = []
         self._routes = {}
         self._owner = False
-        self._ipr = IPRoute()
+        self._ipr = Netlink()
 
     def _egress(self, destination: str) -> Egress:
         """Where the routing table sends ``destination`` from here: local, or (interface, MTU)."""
