@@ -245,9 +245,42 @@ def turnkit_available(role: Role) -> str | None:
     return None
 
 
+def turnkit_offload_relay_command(cfg: ServerConfig) -> list[str]:
+    """`turnkit_relay_command` with the kernel data path for UDP ChannelData required (``on``:
+    the relay does not start without it), attached to ``lo``."""
+    return [*turnkit_relay_command(cfg), "--kernel-offload", "on"]
+
+
+def turnkit_offload_available(role: Role) -> str | None:
+    """The offload needs root (or CAP_BPF + CAP_NET_ADMIN) and its object, built here."""
+    if role != "turn":
+        return "the kernel offload is a relay feature"
+    missing = turnkit_available(role)
+    if missing is not None:
+        return missing
+    from turn_relay.offload import missing_capability
+    from turn_relay.offload.build import BuildError, build, default_object_path
+
+    lacking = missing_capability()
+    if lacking is not None:
+        return f"needs root or {lacking}"
+    if not default_object_path().is_file():
+        try:
+            build()
+        except BuildError as error:
+            return f"cannot build the eBPF object: {error}"
+    return None
+
+
 PRODUCTS: dict[str, Product] = {
     "coturn": Product("coturn", coturn_stun_command, coturn_turn_command, coturn_available),
     "turnkit": Product("turnkit", turnkit_stun_command, turnkit_relay_command, turnkit_available),
+    "turnkit-offload": Product(
+        "turnkit-offload",
+        turnkit_stun_command,
+        turnkit_offload_relay_command,
+        turnkit_offload_available,
+    ),
 }
 
 

@@ -204,17 +204,28 @@ def credentials(
     click.echo(json.dumps(server, indent=2))
 
 
+class _OffloadRequired(click.ClickException):
+    """``--kernel-offload on`` and the kernel path cannot run: exit status 2."""
+
+    exit_code = 2
+
+
 def start_server(config: TurnConfig, secrets: Secrets, **options: Any) -> None:
     """Run the relay until SIGTERM/SIGINT (uvloop when installed).
 
     ``options``: ``log_level`` of `turn_relay.runner.run_relay`.
     """
+    from turn_relay.offload import OffloadUnavailable
     from turn_relay.shell.process import run_relay
 
     try:
         run_relay(config, secrets, **options)
     except OSError as exc:
         raise click.ClickException(f"cannot start the relay: {exc}") from None
+    except OffloadUnavailable as exc:
+        raise _OffloadRequired(
+            f"cannot start the relay: --kernel-offload on, but {exc.reason}"
+        ) from None
 
 
 def summary(config: TurnConfig) -> list[str]:
@@ -236,6 +247,10 @@ def summary(config: TurnConfig) -> list[str]:
     cert = listen.tls_cert_file
     if listen.tls_port and cert is not None:
         lines.append(f"tls:     {cert}: {summarize(cert)}")
+    offload = config.offload
+    if offload.mode != "off":
+        where = ", ".join(offload.interfaces) or "the interfaces of the listen and relay addresses"
+        lines.append(f"offload: kernel ChannelData path {offload.mode}, on {where}")
     if api.enabled:
         urls = " ".join(relay_config.ice_urls(config))
         lines.append(f"api:     http://{_host_port(api.listen, api.port)} hands out {urls}")
@@ -260,7 +275,7 @@ def _host_port(host: str, port: int) -> str:
 # Defaults shown in --help: the config's own (turn_relay.config), so both modes agree.
 _LISTEN, _QUOTAS = relay_config.ListenConfig(), relay_config.QuotaConfig()
 _BUDGET, _SERVER = relay_config.ChallengeBudgetConfig(), relay_config.ServerConfig()
-_API = relay_config.ApiConfig()
+_API, _OFFLOAD = relay_config.ApiConfig(), relay_config.OffloadConfig()
 _PORTS = "{}-{}".format(*relay_config.DEFAULT_PORT_RANGE)
 _PORT = click.IntRange(0, 65535)
 _FILE = click.Path(dir_okay=False, path_type=Path)
@@ -471,6 +486,14 @@ _RATE = _FinitePositive(0, min_open=True)
     help="Host (DNS name or IP) in the TURN URLs the HTTP API hands out. [default: each"
     " --listen address; required when listening on 0.0.0.0 or ::]",
 )
+@click.option(
+    "--kernel-offload",
+    type=click.Choice(relay_config.OFFLOAD_MODES),
+    help="Forward UDP ChannelData of bound channels in the kernel (eBPF, tc ingress; needs root"
+    " or CAP_BPF + CAP_NET_ADMIN and `python -m turn_relay.offload.build`): auto falls back to"
+    " userspace with one log line saying why, on refuses to start without it (exit 2)."
+    f" [default: {_OFFLOAD.mode}]",
+)
 def serve(
     *,
     config_path: Path | None,
@@ -511,6 +534,7 @@ def serve(
     drain_seconds: int | None,
     alternate_server: tuple[str, ...],
     public_host: str | None,
+    kernel_offload: str | None,
 ) -> None:
     try:
         flags = ServeFlags(
@@ -548,6 +572,7 @@ def serve(
             alternates=alternate_server,
             admin_key_file=admin_key_file,
             admin_key_env=admin_key_env,
+            kernel_offload=kernel_offload,
         )
         config = load_with_flags(config_path, flags)
     except ValueError as exc:  # ConfigError included

@@ -276,6 +276,7 @@ SHOWN: dict[str, Callable[[TurnConfig], str]] = {
     "max_allocations": lambda c: str(c.quotas.max_allocations),
     "workers": lambda c: str(c.server.workers),
     "api_listen": lambda c: c.api.listen,
+    "kernel_offload": lambda c: c.offload.mode,
 }
 # defaults that are a rule rather than a value (tested above and in test_relay_config)
 DESCRIBED = {

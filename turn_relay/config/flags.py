@@ -61,6 +61,7 @@ class ServeFlags:
     alternates: tuple[str, ...] = ()  # server.alternates
     admin_key_file: Path | None = None
     admin_key_env: str | None = None
+    kernel_offload: str | None = None  # offload.mode: off, auto, on
 
 
 def parse_port_range(text: str) -> tuple[int, int]:
@@ -189,6 +190,16 @@ def _apply_budget(document: Document, flags: ServeFlags) -> None:
     if old is not None:
         budget.update({_OLD_BUDGET_KEYS.get(key, key): value for key, value in old.items()})
     budget.update(given)
+    _put(document, "offload", "mode", flags.kernel_offload)
+    if flags.challenge_rate is not None or flags.challenge_burst is not None:
+        auth = _section(document, "auth")
+        limit = auth.setdefault("unauthorized_limit", {})
+        if not isinstance(limit, dict):
+            raise ConfigError("auth.unauthorized_limit: expected a table")
+        if flags.challenge_rate is not None:
+            limit["per_second"] = flags.challenge_rate
+        if flags.challenge_burst is not None:
+            limit["burst"] = flags.challenge_burst
 
 
 def load(config_path: Path | None, flags: ServeFlags) -> TurnConfig:

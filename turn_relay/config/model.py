@@ -163,6 +163,26 @@ class MetricsConfig:
     require_api_key: bool = False
 
 
+OFFLOAD_MODES = ("off", "auto", "on")
+
+
+@dataclass(frozen=True, slots=True)
+class OffloadConfig:
+    """The kernel data path for UDP ChannelData (`turn_relay.offload`).
+
+    ``mode``: "off" (userspace only), "auto" (the kernel when it can, else userspace and one log
+    line saying why), "on" (the kernel or the relay does not start). Off by default: attaching
+    to the host's interfaces puts channel traffic past the host firewall, so it is a choice.
+    ``object_file``: the built eBPF object (default: ``$TURNKIT_OFFLOAD_OBJECT``, else where
+    ``python -m turn_relay.offload.build`` puts it). ``interfaces``: where to attach (default:
+    the interfaces holding the listen and relay addresses).
+    """
+
+    mode: str = "off"
+    object_file: Path | None = None
+    interfaces: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class TurnConfig:
     server: ServerConfig
@@ -174,6 +194,7 @@ class TurnConfig:
     peer_policy: PeerPolicyConfig = field(default_factory=PeerPolicyConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    offload: OffloadConfig = field(default_factory=OffloadConfig)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from types import MappingProxyType
 from .model import (
     DEFAULT_PORT_RANGE,
     DEFAULT_REALM,
+    OFFLOAD_MODES,
     AllocationConfig,
     ApiConfig,
     AuthConfig,
@@ -23,6 +24,7 @@ from .model import (
     ConfigError,
     ListenConfig,
     MetricsConfig,
+    OffloadConfig,
     PeerPolicyConfig,
     QuotaConfig,
     RelayConfig,
@@ -35,6 +37,7 @@ from .urls import url_hosts
 _SERVER, _LISTEN, _ALLOCATION = ServerConfig(), ListenConfig(), AllocationConfig()
 _QUOTAS, _BUDGET, _AUTH, _API = QuotaConfig(), ChallengeBudgetConfig(), AuthConfig(), ApiConfig()
 _METRICS = MetricsConfig()
+_OFFLOAD = OffloadConfig()
 
 
 def _server(table: Table) -> ServerConfig:
@@ -341,6 +344,17 @@ def _metrics(table: Table) -> MetricsConfig:
     return metrics
 
 
+def _offload(table: Table) -> OffloadConfig:
+    mode = table.text("mode", _OFFLOAD.mode)
+    if mode not in OFFLOAD_MODES:
+        raise table.fail("mode", f"{mode!r} is not one of {', '.join(OFFLOAD_MODES)}")
+    offload = OffloadConfig(
+        mode, table.optional_path("object_file"), table.text_list("interfaces", ())
+    )
+    table.finish()
+    return offload
+
+
 # Entry points.
 
 
@@ -360,6 +374,7 @@ def parse(data: Mapping[str, object]) -> TurnConfig:
         peer_policy=_peer_policy(root.table("peer_policy")),
         api=_api(root.table("api"), server, listen, relay),
         metrics=_metrics(root.table("metrics")),
+        offload=_offload(root.table("offload")),
     )
     root.finish()
     return config

@@ -352,6 +352,22 @@ class RelayCore:
         bucket = None if allocation is None else allocation.bucket
         return bucket is None or bucket.take(len(payload), now)
 
+    def offloaded(self, five_tuple: FiveTuple, octets: int, now: float) -> bool:
+        """``octets`` of application data the shell relayed for ``five_tuple``'s allocation
+        outside the core (the kernel data path, counted after the fact) are charged to its
+        bandwidth cap. False when the allocation is over its cap: its routes should then leave
+        the kernel until `within_cap` says it may relay again (the core drops meanwhile)."""
+        allocation = self.table.by_five_tuple.get(five_tuple)
+        if allocation is None or allocation.bucket is None:
+            return True
+        return allocation.bucket.spend(octets, now)
+
+    def within_cap(self, five_tuple: FiveTuple, now: float) -> bool:
+        """Whether ``five_tuple``'s allocation has repaid what it owed its bandwidth cap."""
+        allocation = self.table.by_five_tuple.get(five_tuple)
+        bucket = None if allocation is None else allocation.bucket
+        return bucket is None or not bucket.in_debt(now)
+
     def _drop(self, reason: str) -> list[Action]:
         self.stats.dropped[reason] += 1
         return []

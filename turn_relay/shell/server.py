@@ -57,7 +57,8 @@ from .datagrams import (
     udp_socket,
 )
 from .eventlog import EventLog
-from .metrics import DataPathStats, prometheus_text, snapshot
+from .metrics import DataPathStats, offload_state, prometheus_text, snapshot
+from .offload import POLL_INTERVAL, KernelRoutes, KernelStart, start_kernel_offload
 from .rare_warning import RareWarning
 from .revocations import RevocationStore
 from .stream_caps import StreamCaps
@@ -153,10 +154,12 @@ class RelayServer:
         reuse_port: bool = False,
         api: bool = True,
         announce: bool = True,
+        kernel: KernelStart | None = None,
     ) -> None:
-        """``ports``, ``reuse_port``, ``api`` and ``announce`` are for worker processes
-        (`turn_relay.workers`): a share of the relay port range, listeners shared with the other
-        workers, the HTTP API left to the parent, and one "listening" line for all of them."""
+        """``ports``, ``reuse_port``, ``api``, ``announce`` and ``kernel`` are for worker
+        processes (`turn_relay.workers`): a share of the relay port range, listeners shared with
+        the other workers, the HTTP API left to the parent, one "listening" line for all of
+        them, and the kernel offload the parent opened (else `start` opens it)."""
         self.config = config
         self.secrets = secrets
         self.events = EventLog()
@@ -200,6 +203,9 @@ class RelayServer:
             "out of file descriptors: Allocates answered 508 (raise LimitNOFILE, or lower"
             " quotas.max_allocations)"
         )
+        self._kernel_start = kernel
+        self.kernel = KernelRoutes(KernelStart(None, "off", "not started"), self.stats, self.core)
+        self._kernel_poll: asyncio.TimerHandle | None = None
 
     # ================================================================ lifecycle
 
@@ -210,6 +216,7 @@ class RelayServer:
         self._load_revocations()
         self._keep_house()
         try:
+            self._start_kernel()
             await self._start_listeners()
             await self._start_api()
         except BaseException:
@@ -234,6 +241,10 @@ class RelayServer:
             self._housekeeping.cancel()
             self._housekeeping = None
         self.events.flush(time.monotonic() + self.events.aggregator.window)
+        if self._kernel_poll is not None:
+            self._kernel_poll.cancel()
+            self._kernel_poll = None
+        self.kernel.close()
         for listener in self.udp_listeners.values():
             listener.close(loop)
         self.udp_listeners.clear()
@@ -314,6 +325,23 @@ class RelayServer:
                 self.udp_listeners[udp.address] = udp
             else:
                 await self._start_stream(Transport(listener.transport), address)
+
+    def _start_kernel(self) -> None:
+        """The kernel offload (the parent's in a worker); raises OffloadUnavailable with "on"."""
+        start = self._kernel_start or start_kernel_offload(self.config)
+        self.kernel = KernelRoutes(start, self.stats, self.core)
+        if self.kernel.active:
+            self._schedule_kernel_poll()
+
+    def _schedule_kernel_poll(self) -> None:
+        assert self._loop is not None
+        self._kernel_poll = self._loop.call_later(POLL_INTERVAL, self._poll_kernel)
+
+    def _poll_kernel(self) -> None:
+        self._kernel_poll = None
+        self.kernel.poll(time.monotonic())
+        if self._loop is not None:
+            self._schedule_kernel_poll()
 
     async def _start_stream(self, kind: Transport, address: Address) -> None:
         assert self._loop is not None
@@ -436,6 +464,7 @@ class RelayServer:
             relays=len(self.relays),
             connections=len(self.connections),
             by_transport=Counter(a.five_tuple.transport.value for a in self.core.sessions()),
+            offload=offload_state(self.kernel.state, self.kernel.installed),
         )
 
     # ================================================================ slow path into the core
@@ -519,8 +548,11 @@ class RelayServer:
             elif isinstance(action, RouteUp):
                 self._activate(action.relay)
                 self._route_up(action)
+                if action.relay in self.relays:
+                    self.kernel.up(action)
             elif isinstance(action, RouteDown):
                 self._route_down(action)
+                self.kernel.down(action, now)
             elif isinstance(action, PermitUp):
                 self._activate(action.relay)
                 self._permit_up(action)
