@@ -164,6 +164,7 @@ def _apply(document: Document, flags: ServeFlags) -> None:
         ("--admin-key-file", "--admin-key-env"),
     )
     _put(document, "allocation", "rfc5766_channels", flags.rfc5766_channels)
+    _put(document, "offload", "mode", flags.kernel_offload)
     _apply_budget(document, flags)
 
 
@@ -190,16 +191,6 @@ def _apply_budget(document: Document, flags: ServeFlags) -> None:
     if old is not None:
         budget.update({_OLD_BUDGET_KEYS.get(key, key): value for key, value in old.items()})
     budget.update(given)
-    _put(document, "offload", "mode", flags.kernel_offload)
-    if flags.challenge_rate is not None or flags.challenge_burst is not None:
-        auth = _section(document, "auth")
-        limit = auth.setdefault("unauthorized_limit", {})
-        if not isinstance(limit, dict):
-            raise ConfigError("auth.unauthorized_limit: expected a table")
-        if flags.challenge_rate is not None:
-            limit["per_second"] = flags.challenge_rate
-        if flags.challenge_burst is not None:
-            limit["burst"] = flags.challenge_burst
 
 
 def load(config_path: Path | None, flags: ServeFlags) -> TurnConfig:
