@@ -45,7 +45,7 @@ from .settings import SecretsProvider
 
 STATIC_PACKAGE = "turn_relay.api"
 STATIC_DIR = ("static", "check")
-STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
+STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 PAGE_FILE = "index.html"
 WS_MAX_MESSAGES = 20
 WS_MAX_MESSAGE_BYTES = 1024

@@ -250,9 +250,18 @@ async function gather(iceServers, policy) {
 function inferMapping(stun, found) {
   const srflx = found.candidates.filter((c) => c.candidate.type === "srflx");
   const failed = new Set(found.errors.filter((e) => e.code === 701).map((e) => e.url));
-  const answered = stun.filter((s) => !failed.has(s.url));
   const ports = new Set(srflx.map((c) => `${c.candidate.address}:${c.candidate.port}`));
+  // Without a srflx candidate only a finished gathering without errors says the servers
+  // answered (with the device's own address); an unfinished one says nothing came back.
+  const answered = found.complete || srflx.length ? stun.filter((s) => !failed.has(s.url)) : [];
   if (!answered.length) return { mapping: "unknown", udp: false, servers_answered: 0 };
+  // A srflx address that is one of the device's own (visible only where the browser does not
+  // hide host addresses behind mDNS names) means there is no NAT on the way.
+  const own = new Set(found.candidates.filter((c) => c.candidate.type === "host")
+    .map((c) => c.candidate.address));
+  if (srflx.length && srflx.every((c) => own.has(c.candidate.address))) {
+    return { mapping: "no-nat", udp: true, servers_answered: answered.length };
+  }
   if (ports.size > 1) return { mapping: "endpoint-dependent", udp: true, servers_answered: answered.length };
   if (ports.size === 0) {
     return { mapping: "no-nat", udp: true, servers_answered: answered.length };
