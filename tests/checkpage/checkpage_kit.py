@@ -124,10 +124,16 @@ def data_by_transport(report: dict[str, Any]) -> dict[str, str]:
 
 def page_problems(outcome: dict[str, Any], allowed_origins: set[str]) -> list[str]:
     """Requests to another origin, CSP violations, console errors, exceptions."""
-    problems = [f"request to {u}" for u in outcome["requests"] if not _origin_ok(u, allowed_origins)]
-    problems += [f"websocket to {u}" for u in outcome["websockets"] if not _origin_ok(u, allowed_origins)]
+    problems = [
+        f"request to {u}" for u in outcome["requests"] if not _origin_ok(u, allowed_origins)
+    ]
+    problems += [
+        f"websocket to {u}" for u in outcome["websockets"] if not _origin_ok(u, allowed_origins)
+    ]
     problems += [f"log {e['level']}: {e['text']}" for e in outcome["log"] if e["level"] == "error"]
-    problems += [f"console {c['type']}: {c['text']}" for c in outcome["console"] if c["type"] == "error"]
+    problems += [
+        f"console {c['type']}: {c['text']}" for c in outcome["console"] if c["type"] == "error"
+    ]
     problems += [f"exception: {e}" for e in outcome["exceptions"]]
     return problems
 

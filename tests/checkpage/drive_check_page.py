@@ -185,7 +185,11 @@ def network_facts(events: list[dict[str, Any]]) -> dict[str, Any]:
             for p in of("Runtime.consoleAPICalled")
         ],
         "log": [
-            {"level": p["entry"]["level"], "source": p["entry"]["source"], "text": p["entry"]["text"]}
+            {
+                "level": p["entry"]["level"],
+                "source": p["entry"]["source"],
+                "text": p["entry"]["text"],
+            }
             for p in of("Log.entryAdded")
         ],
         "exceptions": [

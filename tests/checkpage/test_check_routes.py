@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,7 +192,7 @@ async def test_the_websocket_echoes(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- refused tokens
 
-REFUSED = {
+REFUSED: dict[str, Callable[[], str]] = {
     "forged": lambda: token(secret="another-secret-0123456789"),
     "expired": lambda: token(expires_at=NOW - 1),
     "malformed": lambda: "not-a-token",
@@ -261,7 +261,9 @@ async def test_uploads_are_size_limited_and_checked(tmp_path: Path) -> None:
             (await h.client.post(f"/check/{token()}/report", data=big)).status,
             (await h.client.post(f"/check/{token()}/report", data=b"{not json")).status,
             (await h.client.post(f"/check/{token()}/report", data=b'{"tool": "x"}')).status,
-            (await h.client.post(f"/check/{token()}/report", data=browser_report(source="cli"))).status,
+            (
+                await h.client.post(f"/check/{token()}/report", data=browser_report(source="cli"))
+            ).status,
         ]
         errors = await (await h.client.post(f"/check/{token()}/report", data=b"[]")).json()
         totals = h.store.totals()

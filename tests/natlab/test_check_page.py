@@ -32,7 +32,7 @@ from turnkit_testing.tls import make_certificate
 from .lab import Lab, NatType, venv_script
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "checkpage"))
-from checkpage_kit import (  # noqa: E402
+from checkpage_kit import (
     DOCS_SCREENSHOTS,
     RTCCHECK,
     SCREENSHOT_ENV,
@@ -105,7 +105,9 @@ class LabCheckRelay:
 
 @contextlib.contextmanager
 def serving(lab: Lab, relay: LabCheckRelay, name: str) -> Iterator[None]:
-    process = lab.popen(lab.inet, [venv_script("turn-relay"), "serve", "--config", str(relay.config)], name=name)
+    process = lab.popen(
+        lab.inet, [venv_script("turn-relay"), "serve", "--config", str(relay.config)], name=name
+    )
     try:
         lab.wait_listening(lab.inet, 3478, addr=lab.server_addr)
         lab.wait_listening(lab.inet, 443, proto="tcp", addr=API_ADDR)
@@ -146,7 +148,9 @@ def outcomes(lab: Lab, check_relay: LabCheckRelay) -> dict[NatType, dict[str, An
         for nat in TRUTH:
             site = lab.site(nat)
             lab.reset_nat_state([nat])
-            minted = lab.run(lab.inet, link_argv(check_relay.config, "--note", f"lab {nat}"), check=True)
+            minted = lab.run(
+                lab.inet, link_argv(check_relay.config, "--note", f"lab {nat}"), check=True
+            )
             link = json.loads(minted.stdout)
             out = lab.workdir / f"check-{nat}.json"
             shot = lab.workdir / f"check-{nat}.png"
@@ -159,7 +163,7 @@ def outcomes(lab: Lab, check_relay: LabCheckRelay) -> dict[NatType, dict[str, An
             found[nat] = {"link": link, "page": json.loads(out.read_text()), "shot": shot}
     # a restart later, the reports are still there
     with serving(lab, check_relay, "turn-relay-check-again"):
-        for nat, outcome in found.items():
+        for outcome in found.values():
             read = lab.run(
                 lab.inet,
                 [RTCCHECK, "report", outcome["link"]["result_id"], "--state-dir",
@@ -184,7 +188,9 @@ def test_the_verdict_matches_the_site(
     assert report["source"] == "browser"
     (nat_result,) = results_of(report, "browser.nat").values()
     assert nat_result["details"]["mapping"] == truth.mapping
-    rows = [(r["check"], r["target"], r["status"], r["summary"], r["cause"]) for r in report["results"]]
+    rows = [
+        (r["check"], r["target"], r["status"], r["summary"], r["cause"]) for r in report["results"]
+    ]
     assert data_by_transport(report) == truth.data, json.dumps(rows, indent=1)
     seen = {a["client_address"] for a in report["relay_observed"]["allocations"]}
     assert seen == {lab.site(nat).public_ip()}
@@ -193,7 +199,9 @@ def test_the_verdict_matches_the_site(
 
 
 @pytest.mark.parametrize("nat", list(TRUTH), ids=str)
-def test_the_page_talks_only_to_the_relay(outcomes: dict[NatType, dict[str, Any]], nat: NatType) -> None:
+def test_the_page_talks_only_to_the_relay(
+    outcomes: dict[NatType, dict[str, Any]], nat: NatType
+) -> None:
     page = outcomes[nat]["page"]
     allowed = {f"https://{API_ADDR}", f"wss://{API_ADDR}"}
     assert page_problems(page, allowed) == []

@@ -282,10 +282,11 @@ def _check(table: Table, server: ServerConfig, api: ApiConfig) -> CheckConfig:
         uploads_per_minute=table.integer("uploads_per_minute", _CHECK.uploads_per_minute, 1),
     )
     table.finish()
+    key = "link_secrets_file" if secrets_file is not None else "link_secrets_env"
     if check.enabled and not api.enabled:
-        raise table.fail("link_secrets_file", "the check page needs api.enabled (--api-port)")
+        raise table.fail(key, "the check page needs api.enabled (--api-port)")
     if check.enabled and server.state_dir is None:
-        raise table.fail("link_secrets_file", "the check page needs server.state_dir (reports)")
+        raise table.fail(key, "the check page needs server.state_dir (reports)")
     return check
 
 
