@@ -21,6 +21,7 @@ from .model import (
     ApiConfig,
     AuthConfig,
     ChallengeBudgetConfig,
+    CheckConfig,
     ConfigError,
     ListenConfig,
     MetricsConfig,
@@ -38,6 +39,7 @@ _SERVER, _LISTEN, _ALLOCATION = ServerConfig(), ListenConfig(), AllocationConfig
 _QUOTAS, _BUDGET, _AUTH, _API = QuotaConfig(), ChallengeBudgetConfig(), AuthConfig(), ApiConfig()
 _METRICS = MetricsConfig()
 _OFFLOAD = OffloadConfig()
+_CHECK = CheckConfig()
 
 
 def _server(table: Table) -> ServerConfig:
@@ -309,7 +311,10 @@ def _api(table: Table, server: ServerConfig, listen: ListenConfig, relay: RelayC
     _check_urls(table, urls)
     default_ttl = table.integer("default_ttl", _API.default_ttl, 1)
     max_ttl = table.integer("max_ttl", _API.max_ttl, 1)
+    tls_cert, tls_key = table.optional_path("tls_cert_file"), table.optional_path("tls_key_file")
     table.finish()
+    if (tls_cert is None) != (tls_key is None):
+        raise table.fail("tls_cert_file", "set api.tls_cert_file and api.tls_key_file together")
     if default_ttl > max_ttl:
         raise table.fail("default_ttl", f"{default_ttl} > api.max_ttl {max_ttl}")
     if enabled and key_file is None and key_env is None:
@@ -332,6 +337,8 @@ def _api(table: Table, server: ServerConfig, listen: ListenConfig, relay: RelayC
         urls,
         default_ttl,
         max_ttl,
+        tls_cert_file=tls_cert,
+        tls_key_file=tls_key,
     )
 
 
@@ -355,6 +362,31 @@ def _offload(table: Table) -> OffloadConfig:
     return offload
 
 
+def _check(table: Table, server: ServerConfig, api: ApiConfig) -> CheckConfig:
+    secrets_file, secrets_env = one_source(table, "link_secrets_file", "link_secrets_env")
+    public_url = table.optional_text("public_url")
+    if public_url is not None and not public_url.startswith(("https://", "http://")):
+        raise table.fail("public_url", f"{public_url!r} must start with https:// or http://")
+    check = CheckConfig(
+        link_secrets_file=secrets_file,
+        link_secrets_env=secrets_env,
+        link_ttl=table.integer("link_ttl", _CHECK.link_ttl, 60, 30 * 86400),
+        credential_ttl=table.integer("credential_ttl", _CHECK.credential_ttl, 60, 86400),
+        public_url=public_url.rstrip("/") if public_url else None,
+        page_loads_per_minute=table.integer(
+            "page_loads_per_minute", _CHECK.page_loads_per_minute, 1
+        ),
+        uploads_per_minute=table.integer("uploads_per_minute", _CHECK.uploads_per_minute, 1),
+    )
+    table.finish()
+    key = "link_secrets_file" if secrets_file is not None else "link_secrets_env"
+    if check.enabled and not api.enabled:
+        raise table.fail(key, "the check page needs api.enabled (--api-port)")
+    if check.enabled and server.state_dir is None:
+        raise table.fail(key, "the check page needs server.state_dir (reports)")
+    return check
+
+
 # Entry points.
 
 
@@ -364,6 +396,7 @@ def parse(data: Mapping[str, object]) -> TurnConfig:
     server = _server(root.table("server"))
     listen = _listen(root.table("listen"))
     relay = _relay(root.table("relay"), listen)
+    api = _api(root.table("api"), server, listen, relay)
     config = TurnConfig(
         server=server,
         relay=relay,
@@ -372,9 +405,10 @@ def parse(data: Mapping[str, object]) -> TurnConfig:
         quotas=_quotas(root.table("quotas")),
         auth=_auth(root.table("auth")),
         peer_policy=_peer_policy(root.table("peer_policy")),
-        api=_api(root.table("api"), server, listen, relay),
+        api=api,
         metrics=_metrics(root.table("metrics")),
         offload=_offload(root.table("offload")),
+        check=_check(root.table("check"), server, api),
     )
     root.finish()
     return config

@@ -20,6 +20,7 @@ import errno
 import logging
 import signal
 import socket
+import ssl
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from turn_relay import config as relay_config
 from turn_relay.api import quiet_errors
 from turn_relay.api.admin import AdminView
 from turn_relay.api.app import create_app
+from turn_relay.api.check_settings import CheckSettings, CheckViews
 from turn_relay.api.settings import ApiSettings
 from turn_relay.auth.challenge import source_key
 from turn_relay.config import ConfigError, Secrets, TurnConfig
@@ -47,7 +49,9 @@ from turn_relay.core.actions import (
     ToPeer,
 )
 from turn_relay.core.allocation import Address, FiveTuple, Transport
+from turn_relay.reports.store import ReportStore
 
+from .check_view import CheckView
 from .datagrams import (
     CAN_SET_DONT_FRAGMENT,
     Deliver,
@@ -92,31 +96,61 @@ async def start_api(
     secrets: Callable[[], Secrets],
     metrics: Callable[[], str],
     admin: AdminView | None = None,
+    check_view: CheckView | None = None,
 ) -> web.AppRunner | None:
-    """The HTTP API of ``config`` (None when it is off), serving ``metrics()`` at /metrics
-    and, given ``admin``, the admin routes."""
+    """The HTTP API of ``config`` (None when it is off), serving ``metrics()`` at /metrics,
+    given ``admin`` the admin routes and, when configured, the check page (whose tests
+    ``check_view`` observes)."""
     api = config.api
     if not api.enabled:
         return None
     settings = ApiSettings.from_config(config)
     quiet_errors.install()
+    check = _check_views(config, check_view or CheckView())
+    app = create_app(settings, secrets, metrics, admin=admin, check=check)
+    if check is not None:
+        app.on_cleanup.append(lambda _: asyncio.to_thread(check.store.close))
     runner = web.AppRunner(
-        create_app(settings, secrets, metrics, admin=admin),
+        app,
         access_log=None,
         keepalive_timeout=API_IDLE_TIMEOUT,  # also closes connections that never send
         max_line_size=API_MAX_LINE,
         max_field_size=API_MAX_LINE,
     )
     await runner.setup()
+    tls = _api_tls_context(config)
     try:
-        await web.TCPSite(runner, api.listen, api.port).start()
+        await web.TCPSite(runner, api.listen, api.port, ssl_context=tls).start()
     except BaseException:
         await runner.cleanup()
         raise
     host = f"[{api.listen}]" if ":" in api.listen else api.listen
     urls = " ".join(settings.urls)
-    logger.info("HTTP API on http://%s:%d; GET /credentials hands out %s", host, api.port, urls)
+    scheme = "https" if tls else "http"
+    logger.info(
+        "HTTP API on %s://%s:%d; GET /credentials hands out %s", scheme, host, api.port, urls
+    )
     return runner
+
+
+def _check_views(config: TurnConfig, view: CheckView) -> CheckViews | None:
+    state_dir = config.server.state_dir
+    if not config.check.enabled or state_dir is None:
+        return None
+    return CheckViews(
+        CheckSettings.from_config(config),
+        ReportStore(state_dir),
+        lambda test_id: view.observed(test_id, time.monotonic()),
+    )
+
+
+def _api_tls_context(config: TurnConfig) -> ssl.SSLContext | None:
+    api = config.api
+    if api.tls_cert_file is None or api.tls_key_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(api.tls_cert_file, api.tls_key_file)
+    return context
 
 
 def _tls_certificate(config: TurnConfig) -> ReloadableCertificate:
@@ -183,6 +217,7 @@ class RelayServer:
         # A bandwidth cap needs every packet counted, so the core sees them all (no fast path).
         self._fast_path = not self.core.settings.max_bandwidth
         self.stats = DataPathStats()
+        self.check_view = CheckView()  # check-page tests: kept off the fast path, counted
         self.udp_listeners: dict[Address, UdpListener] = {}
         self.stream_servers: list[tuple[Transport, asyncio.Server]] = []
         self.connections: dict[FiveTuple, StreamConnection] = {}
@@ -365,7 +400,9 @@ class RelayServer:
 
     async def _start_api(self) -> None:
         if self._serve_api:
-            self._api = await start_api(self.config, lambda: self.secrets, self.metrics, self.admin)
+            self._api = await start_api(
+                self.config, lambda: self.secrets, self.metrics, self.admin, self.check_view
+            )
 
     # ================================================================ operations
 
@@ -486,6 +523,8 @@ class RelayServer:
         except Exception:
             self._internal_error("peer", peer)
             return
+        if self.check_view.watches_relay(relay) and any(isinstance(a, ToClient) for a in actions):
+            self.check_view.from_peer(relay, len(data))
         self._run(actions, now)
 
     def _internal_error(self, side: str, source: Address) -> None:
@@ -562,6 +601,7 @@ class RelayServer:
 
     def _to_client(self, action: ToClient) -> None:
         five_tuple = action.five_tuple
+        self.check_view.answered(five_tuple, action.data)
         if five_tuple.transport is Transport.UDP:
             listener = self.udp_listeners.get(five_tuple.server)
             if listener is not None:
@@ -575,6 +615,7 @@ class RelayServer:
         relay = self.relays.get(action.relay)
         if relay is not None:
             relay.send(action.data, action.peer, action.dont_fragment)
+            self.check_view.to_peer(action.relay, len(action.data))
 
     def _open_relay(self, address: Address) -> int | None:
         """Bind ``address``; None when done, else the errno (0 if it had none)."""
@@ -589,6 +630,7 @@ class RelayServer:
             else:
                 logger.info("relay port %s:%d unavailable: %s", address[0], address[1], exc)
             return exc.errno or 0
+        self.check_view.relay_opened(self.core.table.by_relay.get(address), address)
         return None
 
     def _activate(self, address: Address) -> None:
@@ -600,11 +642,17 @@ class RelayServer:
         relay = self.relays.pop(address, None)
         if relay is not None and self._loop is not None:
             relay.close(self._loop)
+        self.check_view.relay_closed(address, time.monotonic())
 
     def _route_up(self, route: RouteUp) -> None:
         relay = self.relays.get(route.relay)
         allocation = self.core.table.by_five_tuple.get(route.five_tuple)
-        if relay is None or allocation is None or not self._fast_path:
+        if (
+            relay is None
+            or allocation is None
+            or not self._fast_path
+            or self.check_view.watches(route.five_tuple)
+        ):
             return
         relay.traffic = allocation.traffic
         five_tuple, header = route.five_tuple, route.channel.to_bytes(2, "big")
@@ -628,6 +676,8 @@ class RelayServer:
         relayed by the sockets (`UdpListener.permits`, `RelaySocket.permitted`)."""
         five_tuple = permit.five_tuple
         if not self._fast_path or five_tuple.transport is not Transport.UDP:
+            return
+        if self.check_view.watches(five_tuple):
             return
         relay = self.relays.get(permit.relay)
         listener = self.udp_listeners.get(five_tuple.server)
