@@ -31,6 +31,9 @@ class ServerConfig:
     realm: str = DEFAULT_REALM
     public_host: str | None = None  # DNS name (or IP) put into generated TURN URLs
     workers: int = 1  # 0 = one per CPU core
+    # Where the relay keeps what must survive a restart (the check page's reports.sqlite3);
+    # None: nowhere, and the check page is off.
+    state_dir: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +143,25 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RendezvousConfig:
+    """Signaling rooms for peer tests (`turn_relay.config.rendezvous`); on with a secret."""
+
+    pairing_secrets_file: Path | None = None  # one secret per line, the first one signs
+    pairing_secrets_env: str | None = None  # or: an env var with comma-separated secrets
+    max_room_ttl: int = 1800  # seconds a room lives at most, whatever its token says
+    max_rooms: int = 256  # live rooms and remembered ended ones together
+    max_message_bytes: int = 16384  # one signaling message (an SDP with candidates: ~5 KiB)
+    messages_per_second: float = 20.0  # per party, a token bucket ...
+    message_burst: int = 200  # ... of this size (trickled candidates come in bursts)
+    joins_per_minute: int = 30  # joins and code look-ups per source address (IPv6: per /64)
+    turn_ttl: int = 1800  # the per-room TURN credentials handed to both parties
+
+    @property
+    def enabled(self) -> bool:
+        return self.pairing_secrets_file is not None or self.pairing_secrets_env is not None
+
+
+@dataclass(frozen=True, slots=True)
 class TurnConfig:
     server: ServerConfig
     relay: RelayConfig
@@ -150,6 +172,7 @@ class TurnConfig:
     peer_policy: PeerPolicyConfig = field(default_factory=PeerPolicyConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    rendezvous: RendezvousConfig = field(default_factory=RendezvousConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +182,7 @@ class Secrets:
         default_factory=lambda: MappingProxyType({}), repr=False
     )
     api_key: str | None = field(default=None, repr=False)
+    pairing_secrets: tuple[str, ...] = field(default=(), repr=False)  # signing one first
 
 
 _RELAY = RelayConfig(())

@@ -29,6 +29,7 @@ from .model import (
     ServerConfig,
     TurnConfig,
 )
+from .rendezvous import parse_rendezvous
 from .table import Table, check_ip, check_networks, one_source
 from .urls import url_hosts
 
@@ -45,8 +46,9 @@ def _server(table: Table) -> ServerConfig:
         raise table.fail("realm", f"{realm!r} must be under 128 printable characters, no quotes")
     public_host = table.optional_text("public_host")
     workers = table.integer("workers", _SERVER.workers, 0, 256)
+    state_dir = table.optional_path("state_dir")
     table.finish()
-    return ServerConfig(realm, public_host or None, workers)
+    return ServerConfig(realm, public_host or None, workers, state_dir=state_dir)
 
 
 def _listen(table: Table) -> ListenConfig:
@@ -258,6 +260,7 @@ def parse(data: Mapping[str, object]) -> TurnConfig:
     server = _server(root.table("server"))
     listen = _listen(root.table("listen"))
     relay = _relay(root.table("relay"), listen)
+    api = _api(root.table("api"), server, listen, relay)
     config = TurnConfig(
         server=server,
         relay=relay,
@@ -266,8 +269,9 @@ def parse(data: Mapping[str, object]) -> TurnConfig:
         quotas=_quotas(root.table("quotas")),
         auth=_auth(root.table("auth")),
         peer_policy=_peer_policy(root.table("peer_policy")),
-        api=_api(root.table("api"), server, listen, relay),
+        api=api,
         metrics=_metrics(root.table("metrics")),
+        rendezvous=parse_rendezvous(root.table("rendezvous"), api.enabled),
     )
     root.finish()
     return config

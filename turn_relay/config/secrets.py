@@ -8,6 +8,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from .model import ApiConfig, AuthConfig, ConfigError, Secrets, TurnConfig
+from .rendezvous import load_pairing_secrets
 
 
 def _meaningful_lines(path: Path, key: str) -> list[tuple[int, str]]:
@@ -83,4 +84,5 @@ def load_secrets(config: TurnConfig, environ: Mapping[str, str] | None = None) -
         rest_secrets=load_rest_secrets(config.auth, env),
         static_users=_static_users(config.auth.users_file),
         api_key=_api_key(config.api, env) if config.api.enabled else None,
+        pairing_secrets=load_pairing_secrets(config.rendezvous, env),
     )

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from turn_relay import config as relay_config
 from turn_relay.api.app import create_app
+from turn_relay.api.rendezvous import add_rendezvous
 from turn_relay.api.settings import ApiSettings
 from turn_relay.config import ConfigError, Secrets, TurnConfig
 from turn_relay.config.wiring import build_core, long_term_auth, wall_offset
@@ -77,7 +78,10 @@ async def start_api(
     if not api.enabled:
         return None
     settings = ApiSettings.from_config(config)
-    runner = web.AppRunner(create_app(settings, secrets, metrics), access_log=None)
+    app = create_app(settings, secrets, metrics)
+    if config.rendezvous.enabled:
+        add_rendezvous(app, config, settings, secrets)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, api.listen, api.port).start()
