@@ -112,7 +112,7 @@ class LegConnection:
 
     def _apply_tls(self) -> None:
         sctp = self.pc.sctp
-        if self.tls is None or sctp is None:
+        if self.tls is None or sctp is None or self.config.relay_protocol != "tls":
             return
         connection = sctp.transport.transport.iceGatherer._connection
         # aioice types turn_ssl as bool and hands it to loop.create_connection(ssl=)
