@@ -24,6 +24,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -44,7 +45,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 REST_SECRET = "natlab-peer-rest"
 PAIRING_SECRET = "natlab-peer-pairing-secret"
 API_KEY = "natlab-peer-api-key-0123456789"
-API_PORT = 8080
+#: the API (and its rendezvous) on the second public address, port 443: the UDP-blocked site
+#: lets only TCP to 443 and 3478 out, as a strict office firewall would
+API_PORT = 443
 LAB_PEERS = ("203.0.113.0/24", "198.51.100.0/24", "198.18.0.0/15", "100.64.0.0/10")
 PAIR_TIMEOUT_S = 120.0
 LEG_TIMEOUT_S = 10.0
@@ -91,14 +94,14 @@ rest_secrets_file = "{work / "rest"}"
 allowed_peers = {json.dumps(list(LAB_PEERS))}
 [api]
 enabled = true
-listen = "{lab.server_addr}"
+listen = "{lab.alt_server_addr}"
 port = {API_PORT}
 api_key_file = "{work / "key"}"
 [rendezvous]
 pairing_secrets_file = "{work / "pairing"}"
 """
     )
-    api = f"http://{lab.server_addr}:{API_PORT}"
+    api = f"http://{lab.alt_server_addr}:{API_PORT}"
     return config, PeerRelay(api, certs.ca, _spki(certs.cert), state_dir)
 
 
@@ -107,7 +110,7 @@ def serve_peer_relay(lab: Lab, name: str) -> Iterator[PeerRelay]:
     config, relay = relay_config(lab, name)
     process = lab.popen(lab.inet, [venv_script("turn-relay"), "serve", "--config", str(config)])
     try:
-        lab.wait_listening(lab.inet, API_PORT, proto="tcp", addr=lab.server_addr)
+        lab.wait_listening(lab.inet, API_PORT, proto="tcp", addr=lab.alt_server_addr)
         lab.wait_listening(lab.inet, 443, proto="tcp", addr=lab.server_addr)
         yield relay
     finally:
@@ -169,17 +172,22 @@ def chromium_party(lab: Lab, host: Host, relay: PeerRelay, link: str, name: str)
         "--no-first-run", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--disable-dev-shm-usage", f"--user-data-dir={profile}",
         "--disable-features=WebRtcHideLocalIpsWithMdns",
-        "--host-resolver-rules=MAP * ~NOTFOUND",
+        f"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE {lab.server_addr},"
+        f" EXCLUDE {lab.alt_server_addr}",
+        "--enable-logging=stderr",
         f"--ignore-certificate-errors-spki-list={relay.spki}",
         link,
     ]  # fmt: skip
     return lab.popen(host, argv, name=name)
 
 
-def wait_for_parties(lab: Lab, relay: PeerRelay, count: int, timeout: float = 30.0) -> None:
+def wait_for_parties(
+    lab: Lab, relay: PeerRelay, count: int, party: Any, timeout: float = 30.0
+) -> None:
     deadline = time.monotonic() + timeout
     while stats(lab, relay)["parties"] < count:
-        assert time.monotonic() < deadline, f"fewer than {count} parties joined in {timeout} s"
+        log = "\n".join(line for line in lab.read_log(party).splitlines() if "dbus" not in line)
+        assert time.monotonic() < deadline, f"fewer than {count} parties in {timeout} s:\n{log}"
         time.sleep(0.3)
 
 
@@ -230,10 +238,12 @@ def assert_relay_pair(result: dict[str, Any], protocol: str) -> None:
 
 
 def assert_nothing_left(lab: Lab, relay: PeerRelay, tasks_before: int) -> None:
+    """No party, socket or extra task on the relay, and no live room with anyone in it (a
+    room registered by `rtccheck pair` that nobody joined stays until it expires)."""
     deadline = time.monotonic() + 10
     while True:
         now = stats(lab, relay)
-        idle = now["live_rooms"] == 0 and now["parties"] == 0 and now["sockets"] == 0
+        idle = now["occupied_rooms"] == 0 and now["parties"] == 0 and now["sockets"] == 0
         if (idle and now["tasks"] <= tasks_before) or time.monotonic() > deadline:
             break
         time.sleep(0.3)
@@ -252,7 +262,7 @@ def test_symmetric_to_symmetric_cli_needs_turn(twin_lab: Lab, twin_relay: PeerRe
     room = open_room(lab, relay)
     leader = cli_party(lab, first.client, relay, room["links"]["a"], "peer-sym-a")
     try:
-        wait_for_parties(lab, relay, 1)
+        wait_for_parties(lab, relay, 1, leader)
         follower = cli_party(lab, second.client, relay, room["links"]["b"], "peer-sym-b")
         try:
             code_a, report_a = wait_cli(lab, leader)
@@ -275,4 +285,110 @@ def test_symmetric_to_symmetric_cli_needs_turn(twin_lab: Lab, twin_relay: PeerRe
     assert results["peer.ice-restart"]["status"] == "skip"
     assert "cannot restart ICE" in results["peer.ice-restart"]["summary"]
     assert stored_peer_reports(relay)[-1] == report_a
+    assert_nothing_left(lab, relay, tasks_before)
+
+
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists() and not os.environ.get("CI"),
+    reason=f"{CHROMIUM} missing: install Debian's chromium (bootstrap does)",
+)
+
+
+@needs_chromium
+def test_full_cone_chromium_to_port_restricted_cli_direct(lab: Lab, relay: PeerRelay) -> None:
+    cone, restricted = lab.site(NatType.FULL_CONE), lab.site(NatType.PORT_RESTRICTED)
+    lab.reset_nat_state([NatType.FULL_CONE, NatType.PORT_RESTRICTED])
+    tasks_before = stats(lab, relay)["tasks"]
+    room = open_room(lab, relay)
+    browser = chromium_party(lab, cone.client, relay, room["links"]["a"], "peer-cone-chromium")
+    try:
+        wait_for_parties(lab, relay, 1, browser)
+        cli = cli_party(lab, restricted.client, relay, room["links"]["b"], "peer-restricted-cli")
+        try:
+            code, report = wait_cli(lab, cli)
+        finally:
+            lab.stop(cli)
+    finally:
+        lab.stop(browser)
+    assert report["verdict"] == "direct works", json.dumps(report)
+    assert code == 0
+    results = results_by_check(report)
+    assert_measured(results["peer.all"])
+    pair = results["peer.all"]["details"]["pair"]
+    assert pair["local"]["type"] in ("host", "srflx", "prflx"), pair
+    assert pair["remote"]["type"] in ("host", "srflx", "prflx"), pair
+    parties = results["peer.verdict"]["details"]["parties"]
+    assert (parties["leader"]["kind"], parties["follower"]["kind"]) == ("browser", "cli")
+    assert "HeadlessChrome" in parties["leader"]["agent"]
+    for leg in ("relay-udp", "relay-tcp", "relay-tls"):
+        assert_measured(results[f"peer.{leg}"])
+    assert stored_peer_reports(relay)[-1] == report
+    assert_nothing_left(lab, relay, tasks_before)
+
+
+@needs_chromium
+def test_udp_blocked_cli_to_open_chromium_needs_tls(lab: Lab, relay: PeerRelay) -> None:
+    blocked, open_site = lab.site(NatType.UDP_BLOCKED), lab.site(NatType.NONE)
+    lab.reset_nat_state([NatType.UDP_BLOCKED, NatType.NONE])
+    tasks_before = stats(lab, relay)["tasks"]
+    room = open_room(lab, relay)
+    cli = cli_party(lab, blocked.client, relay, room["links"]["a"], "peer-blocked-cli")
+    try:
+        wait_for_parties(lab, relay, 1, cli)
+        browser = chromium_party(lab, open_site.client, relay, room["links"]["b"], "peer-open")
+        try:
+            code, report = wait_cli(lab, cli)
+        finally:
+            lab.stop(browser)
+    finally:
+        lab.stop(cli)
+    assert report["verdict"] == "needs TURN over TLS on 443", json.dumps(report)
+    assert code == 0
+    results = results_by_check(report)
+    assert results["peer.all"]["status"] == "fail", results["peer.all"]
+    assert results["peer.relay-udp"]["status"] == "fail", results["peer.relay-udp"]
+    # the UDP-blocked side gathered no relay candidate over UDP; the open side did
+    gathered = results["peer.relay-udp"]["details"]["gathered"]
+    assert "relay" not in gathered["leader"] and "relay" in gathered["follower"], gathered
+    for leg, protocol in (("relay-tcp", "tcp"), ("relay-tls", "tls")):
+        assert_measured(results[f"peer.{leg}"])
+        assert_relay_pair(results[f"peer.{leg}"], protocol)
+    parties = results["peer.verdict"]["details"]["parties"]
+    assert (parties["leader"]["kind"], parties["follower"]["kind"]) == ("cli", "browser")
+    assert_nothing_left(lab, relay, tasks_before)
+
+
+@needs_chromium
+def test_double_nat_to_symmetric_chromium_ice_restart(lab: Lab, relay: PeerRelay) -> None:
+    double, symmetric = lab.site(NatType.DOUBLE_NAT), lab.site(NatType.SYMMETRIC)
+    lab.reset_nat_state([NatType.DOUBLE_NAT, NatType.SYMMETRIC])
+    tasks_before = stats(lab, relay)["tasks"]
+    known = len(stored_peer_reports(relay))
+    room = open_room(lab, relay)
+    leader = chromium_party(lab, double.client, relay, room["links"]["a"], "peer-double")
+    follower = None
+    try:
+        wait_for_parties(lab, relay, 1, leader)
+        follower = chromium_party(lab, symmetric.client, relay, room["links"]["b"], "peer-sym")
+        report = wait_for_report(relay, known, [leader, follower], lab)
+    finally:
+        for browser in (follower, leader):
+            if browser is not None:
+                lab.stop(browser)
+    assert report["verdict"] == "needs TURN (UDP is fine)", json.dumps(report)
+    results = results_by_check(report)
+    assert results["peer.all"]["status"] in ("fail", "warn"), results["peer.all"]
+    for leg in ("relay-udp", "relay-tcp", "relay-tls"):
+        assert_measured(results[f"peer.{leg}"])
+    restart = results["peer.ice-restart"]
+    assert restart["status"] == "pass", json.dumps(restart)
+    details = restart["details"]["restart"]
+    assert details["channel_survived"] is True, details
+    assert details["credentials_changed"] is True, details  # a real ICE restart (new ufrag)
+    assert details["after"]["packets_received"] > 0, details
+    assert details["after"]["rtt_p50_ms"] is not None, details
+    assert restart["metrics"]["loss_pct"] is not None, restart
+    assert restart["metrics"]["rtt_p50_ms"] is not None, restart
+    parties = results["peer.verdict"]["details"]["parties"]
+    assert (parties["leader"]["kind"], parties["follower"]["kind"]) == ("browser", "browser")
     assert_nothing_left(lab, relay, tasks_before)

@@ -226,6 +226,7 @@ class RendezvousRoutes:
         return {
             "rooms": len(self.rooms),
             "live_rooms": self.rooms.live,
+            "occupied_rooms": self.rooms.occupied,
             "parties": self.rooms.parties,
             "sockets": len(self.parties),
             "tasks": len(asyncio.all_tasks()),

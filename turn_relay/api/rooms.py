@@ -211,6 +211,10 @@ class RoomTable:
         return sum(1 for room in self._rooms.values() if not room.ended)
 
     @property
+    def occupied(self) -> int:
+        return sum(1 for room in self._rooms.values() if room.occupied)
+
+    @property
     def parties(self) -> int:
         return sum(len(room.occupied) for room in self._rooms.values())
 
