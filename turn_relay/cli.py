@@ -419,3 +419,68 @@ def serve(
     if log_level != "info":
         options["log_level"] = log_level
     start_server(config, secrets, **options)
+
+
+_LINK_HELP = """Mint a check link: a signed, expiring URL of the relay's check page to send to a
+user who cannot connect. Their browser tests UDP, TCP and TLS through this relay, shows them a plain
+verdict and uploads a report that `rtccheck report ID` reads back.
+
+The link is signed with the first check-link secret the config names (check.link_secrets_file
+or check.link_secrets_env, never a flag or the API key) and is valid for --ttl seconds (default
+check.link_ttl); the URL is on check.public_url, else on server.public_host and the API's port.
+Prints the URL and the result id the user will read back (the report is stored under it).
+
+\b
+Examples:
+  turn-relay link --config /etc/turnkit/turn_relay.toml --note 'ticket 4711'
+  turn-relay link --config relay.toml --ttl 3600 --signaling wss://app.example.com/ws --json
+"""
+
+
+@main.command(help=_LINK_HELP, short_help="Mint a check-page link for a user.")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The relay's TOML config (check-link secret, API URL).",
+)
+@click.option("--ttl", type=click.IntRange(min=60), help="Seconds valid [default: check.link_ttl].")
+@click.option("--note", help="Shown on the page and kept in the link, e.g. a ticket number.")
+@click.option("--signaling", metavar="URL", help="The app's ws:/wss: URL the page also checks.")
+@click.option("--json", "as_json", is_flag=True, help="Print {url, result_id, expires_at} JSON.")
+def link(
+    *,
+    config_path: Path,
+    ttl: int | None,
+    note: str | None,
+    signaling: str | None,
+    as_json: bool,
+) -> None:
+    from turn_relay.auth.links import LinkError, mint
+    from turn_relay.config.secrets import load_check_link_secrets
+    from turn_relay.config.urls import api_base_url
+    from turn_relay.reports.result_id import new_result_id
+
+    config = _load_config(config_path)
+    try:
+        secrets = load_check_link_secrets(config.check)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not secrets:
+        raise click.ClickException(
+            f"{config_path}: no check-link secret (set check.link_secrets_file or _env)"
+        )
+    now = time.time()
+    expires_at = int(now) + (ttl or config.check.link_ttl)
+    result_id = new_result_id()
+    try:
+        token = mint(secrets[0], result_id, expires_at, note, now, signaling=signaling)
+    except LinkError as exc:
+        raise click.BadParameter(str(exc)) from None
+    url = f"{api_base_url(config)}/check/{token}"
+    if as_json:
+        click.echo(json.dumps({"url": url, "result_id": result_id, "expires_at": expires_at}))
+        return
+    click.echo(url)
+    click.echo(f"result id: {result_id[:4]}-{result_id[4:]} (rtccheck report {result_id})")

@@ -34,8 +34,10 @@ def report(
                 "fix": None,
                 "details": {},
                 "capabilities": [],
+                "see": None,
             }
         ],
+        "durations_s": {"gather": 1.2},
     }
     if source is not None:
         document["source"] = source

@@ -1,4 +1,5 @@
-"""The relay's HTTP service, one module per route group: credentials, health and metrics.
+"""The relay's HTTP service, one module per route group: credentials, health and metrics, and
+(with a state directory and a check-link secret) the check page and stored reports.
 
 The shell builds the application with `create_app` and runs it with ``web.AppRunner`` on
 ``api.listen``, handing it the views it needs (current secrets, a metrics provider); the API
@@ -13,8 +14,11 @@ from collections.abc import Callable
 from aiohttp import web
 
 from .access import ApiCounters
+from .check import CheckRoutes
+from .check_settings import CheckViews
 from .credentials import CredentialRoutes
 from .health import HealthRoutes
+from .reports import ReportRoutes
 from .settings import ApiSettings, MetricsProvider, SecretsProvider
 
 
@@ -23,10 +27,14 @@ def create_app(
     secrets: SecretsProvider,
     metrics: MetricsProvider | None = None,
     clock: Callable[[], float] = time.time,
+    check: CheckViews | None = None,
 ) -> web.Application:
     """The aiohttp application with every route group added."""
     counters = ApiCounters()
     app = web.Application()
     CredentialRoutes(settings, secrets, counters, clock).add_to(app)
     HealthRoutes(settings, secrets, counters, metrics).add_to(app)
+    if check is not None:
+        CheckRoutes(check.settings, secrets, check.store, check.observed, clock).add_to(app)
+        ReportRoutes(check.store, secrets, counters, clock).add_to(app)
     return app

@@ -441,16 +441,22 @@ class RendezvousRoutes:
 
 
 def add_rendezvous(
-    app: web.Application, config: TurnConfig, api: ApiSettings, secrets: SecretsProvider
+    app: web.Application,
+    config: TurnConfig,
+    api: ApiSettings,
+    secrets: SecretsProvider,
+    shared_store: ReportStore | None = None,
 ) -> RendezvousRoutes:
-    """The route group of ``config`` on ``app``, with the report store of server.state_dir
-    (closed when the app is cleaned up)."""
+    """The route group of ``config`` on ``app``. Verdicts go to ``shared_store`` (the check
+    page's), else to a store of its own in server.state_dir (closed with the app), else
+    nowhere."""
     state_dir = config.server.state_dir
-    store = ReportStore(state_dir) if state_dir is not None else None
+    own = shared_store is None and state_dir is not None
+    store = shared_store or (ReportStore(state_dir) if state_dir is not None else None)
     routes = RendezvousRoutes(RendezvousSettings.from_config(config), api, secrets, store)
     routes.add_to(app)
     app[RENDEZVOUS_KEY] = routes
-    if store is not None:
+    if own and store is not None:
 
         async def close_store(_: web.Application) -> None:
             store.close()

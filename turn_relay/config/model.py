@@ -134,6 +134,29 @@ class ApiConfig:
     urls: tuple[str, ...] = ()
     default_ttl: int = 3600
     max_ttl: int = 86400
+    # HTTPS for the API (the check page is opened by browsers on the internet); may name the
+    # same files as listen.tls_cert_file/tls_key_file. None: plain HTTP.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckConfig:
+    """The check page (`turn-relay link`, ``/check/<token>``): on when a link secret is named."""
+
+    link_secrets_file: Path | None = None  # one secret per line, the first one signs links
+    link_secrets_env: str | None = None  # or: an env var with comma-separated secrets
+    link_ttl: int = 86400  # how long a link minted by `turn-relay link` stays valid
+    credential_ttl: int = 900  # the page's TURN credentials
+    # The API as users' browsers reach it, e.g. https://turn.example.com:8443; None: derived
+    # from server.public_host (else api.listen), api.port and whether the API has TLS.
+    public_url: str | None = None
+    page_loads_per_minute: int = 30  # per source address (IPv6: per /64); 429 beyond
+    uploads_per_minute: int = 6
+
+    @property
+    def enabled(self) -> bool:
+        return self.link_secrets_file is not None or self.link_secrets_env is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +196,7 @@ class TurnConfig:
     api: ApiConfig = field(default_factory=ApiConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     rendezvous: RendezvousConfig = field(default_factory=RendezvousConfig)
+    check: CheckConfig = field(default_factory=CheckConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +207,7 @@ class Secrets:
     )
     api_key: str | None = field(default=None, repr=False)
     pairing_secrets: tuple[str, ...] = field(default=(), repr=False)  # signing one first
+    check_link_secrets: tuple[str, ...] = field(default=(), repr=False)  # signing one first
 
 
 _RELAY = RelayConfig(())

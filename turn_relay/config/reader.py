@@ -19,6 +19,7 @@ from .model import (
     AllocationConfig,
     ApiConfig,
     AuthConfig,
+    CheckConfig,
     ConfigError,
     ListenConfig,
     MetricsConfig,
@@ -35,7 +36,7 @@ from .urls import url_hosts
 
 _SERVER, _LISTEN, _ALLOCATION = ServerConfig(), ListenConfig(), AllocationConfig()
 _QUOTAS, _LIMIT, _AUTH, _API = QuotaConfig(), RateLimitConfig(), AuthConfig(), ApiConfig()
-_METRICS = MetricsConfig()
+_METRICS, _CHECK = MetricsConfig(), CheckConfig()
 
 
 def _server(table: Table) -> ServerConfig:
@@ -227,7 +228,10 @@ def _api(table: Table, server: ServerConfig, listen: ListenConfig, relay: RelayC
     _check_urls(table, urls)
     default_ttl = table.integer("default_ttl", _API.default_ttl, 1)
     max_ttl = table.integer("max_ttl", _API.max_ttl, 1)
+    tls_cert, tls_key = table.optional_path("tls_cert_file"), table.optional_path("tls_key_file")
     table.finish()
+    if (tls_cert is None) != (tls_key is None):
+        raise table.fail("tls_cert_file", "set api.tls_cert_file and api.tls_key_file together")
     if default_ttl > max_ttl:
         raise table.fail("default_ttl", f"{default_ttl} > api.max_ttl {max_ttl}")
     if enabled and key_file is None and key_env is None:
@@ -239,7 +243,18 @@ def _api(table: Table, server: ServerConfig, listen: ListenConfig, relay: RelayC
             url_hosts(server, listen, relay)
         except ValueError as exc:
             raise table.fail("urls", str(exc)) from None
-    return ApiConfig(enabled, address, port, key_file, key_env, urls, default_ttl, max_ttl)
+    return ApiConfig(
+        enabled,
+        address,
+        port,
+        key_file,
+        key_env,
+        urls,
+        default_ttl,
+        max_ttl,
+        tls_cert_file=tls_cert,
+        tls_key_file=tls_key,
+    )
 
 
 def _metrics(table: Table) -> MetricsConfig:
@@ -249,6 +264,31 @@ def _metrics(table: Table) -> MetricsConfig:
     )
     table.finish()
     return metrics
+
+
+def _check(table: Table, server: ServerConfig, api: ApiConfig) -> CheckConfig:
+    secrets_file, secrets_env = one_source(table, "link_secrets_file", "link_secrets_env")
+    public_url = table.optional_text("public_url")
+    if public_url is not None and not public_url.startswith(("https://", "http://")):
+        raise table.fail("public_url", f"{public_url!r} must start with https:// or http://")
+    check = CheckConfig(
+        link_secrets_file=secrets_file,
+        link_secrets_env=secrets_env,
+        link_ttl=table.integer("link_ttl", _CHECK.link_ttl, 60, 30 * 86400),
+        credential_ttl=table.integer("credential_ttl", _CHECK.credential_ttl, 60, 86400),
+        public_url=public_url.rstrip("/") if public_url else None,
+        page_loads_per_minute=table.integer(
+            "page_loads_per_minute", _CHECK.page_loads_per_minute, 1
+        ),
+        uploads_per_minute=table.integer("uploads_per_minute", _CHECK.uploads_per_minute, 1),
+    )
+    table.finish()
+    key = "link_secrets_file" if secrets_file is not None else "link_secrets_env"
+    if check.enabled and not api.enabled:
+        raise table.fail(key, "the check page needs api.enabled (--api-port)")
+    if check.enabled and server.state_dir is None:
+        raise table.fail(key, "the check page needs server.state_dir (reports)")
+    return check
 
 
 # Entry points.
@@ -272,6 +312,7 @@ def parse(data: Mapping[str, object]) -> TurnConfig:
         api=api,
         metrics=_metrics(root.table("metrics")),
         rendezvous=parse_rendezvous(root.table("rendezvous"), api.enabled),
+        check=_check(root.table("check"), server, api),
     )
     root.finish()
     return config

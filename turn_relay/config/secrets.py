@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
-from .model import ApiConfig, AuthConfig, ConfigError, Secrets, TurnConfig
+from .model import ApiConfig, AuthConfig, CheckConfig, ConfigError, Secrets, TurnConfig
 from .rendezvous import load_pairing_secrets
 
 
@@ -74,6 +74,29 @@ def _api_key(api: ApiConfig, environ: Mapping[str, str]) -> str | None:
     return key
 
 
+_MIN_LINK_SECRET_CHARS = 16
+
+
+def load_check_link_secrets(
+    check: CheckConfig, environ: Mapping[str, str] | None = None
+) -> tuple[str, ...]:
+    """The check-link secrets (empty when the check page is off), the signing one first."""
+    environ = os.environ if environ is None else environ
+    if check.link_secrets_file is not None:
+        name = "check.link_secrets_file"
+        secrets = [line for _, line in _meaningful_lines(check.link_secrets_file, name)]
+    elif check.link_secrets_env is not None:
+        name = "check.link_secrets_env"
+        secrets = _from_env(check.link_secrets_env, name, environ)
+    else:
+        return ()
+    if not secrets:
+        raise ConfigError(f"{name}: holds no secret")
+    if any(len(secret) < _MIN_LINK_SECRET_CHARS for secret in secrets):
+        raise ConfigError(f"{name}: every secret must be at least {_MIN_LINK_SECRET_CHARS} chars")
+    return tuple(secrets)
+
+
 def load_secrets(config: TurnConfig, environ: Mapping[str, str] | None = None) -> Secrets:
     """Read REST secrets, static users and the API key from where the config points.
 
@@ -85,4 +108,5 @@ def load_secrets(config: TurnConfig, environ: Mapping[str, str] | None = None) -
         static_users=_static_users(config.auth.users_file),
         api_key=_api_key(config.api, env) if config.api.enabled else None,
         pairing_secrets=load_pairing_secrets(config.rendezvous, env),
+        check_link_secrets=load_check_link_secrets(config.check, env),
     )

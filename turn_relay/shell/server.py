@@ -23,6 +23,7 @@ from aiohttp import web
 
 from turn_relay import config as relay_config
 from turn_relay.api.app import create_app
+from turn_relay.api.check_settings import CheckSettings, CheckViews
 from turn_relay.api.rendezvous import add_rendezvous
 from turn_relay.api.settings import ApiSettings
 from turn_relay.config import ConfigError, Secrets, TurnConfig
@@ -40,7 +41,9 @@ from turn_relay.core.actions import (
     ToPeer,
 )
 from turn_relay.core.allocation import Address, FiveTuple, Transport
+from turn_relay.reports.store import ReportStore
 
+from .check_view import CheckView
 from .datagrams import (
     CAN_SET_DONT_FRAGMENT,
     Deliver,
@@ -71,27 +74,58 @@ def check_relay_addresses(config: TurnConfig) -> None:
 
 
 async def start_api(
-    config: TurnConfig, secrets: Callable[[], Secrets], metrics: Callable[[], str]
+    config: TurnConfig,
+    secrets: Callable[[], Secrets],
+    metrics: Callable[[], str],
+    check_view: CheckView | None = None,
 ) -> web.AppRunner | None:
-    """The HTTP API of ``config`` (None when it is off), serving ``metrics()`` at /metrics."""
+    """The HTTP API of ``config`` (None when it is off), serving ``metrics()`` at /metrics and,
+    when configured, the check page (whose tests ``check_view`` observes)."""
     api = config.api
     if not api.enabled:
         return None
     settings = ApiSettings.from_config(config)
-    app = create_app(settings, secrets, metrics)
+    check = _check_views(config, check_view or CheckView())
+    app = create_app(settings, secrets, metrics, check=check)
+    if check is not None:
+        app.on_cleanup.append(lambda _: asyncio.to_thread(check.store.close))
     if config.rendezvous.enabled:
-        add_rendezvous(app, config, settings, secrets)
+        add_rendezvous(app, config, settings, secrets, check.store if check is not None else None)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
+    tls = _api_tls_context(config)
     try:
-        await web.TCPSite(runner, api.listen, api.port).start()
+        await web.TCPSite(runner, api.listen, api.port, ssl_context=tls).start()
     except BaseException:
         await runner.cleanup()
         raise
     host = f"[{api.listen}]" if ":" in api.listen else api.listen
     urls = " ".join(settings.urls)
-    logger.info("HTTP API on http://%s:%d; GET /credentials hands out %s", host, api.port, urls)
+    scheme = "https" if tls else "http"
+    logger.info(
+        "HTTP API on %s://%s:%d; GET /credentials hands out %s", scheme, host, api.port, urls
+    )
     return runner
+
+
+def _check_views(config: TurnConfig, view: CheckView) -> CheckViews | None:
+    state_dir = config.server.state_dir
+    if not config.check.enabled or state_dir is None:
+        return None
+    return CheckViews(
+        CheckSettings.from_config(config),
+        ReportStore(state_dir),
+        lambda test_id: view.observed(test_id, time.monotonic()),
+    )
+
+
+def _api_tls_context(config: TurnConfig) -> ssl.SSLContext | None:
+    api = config.api
+    if api.tls_cert_file is None or api.tls_key_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(api.tls_cert_file, api.tls_key_file)
+    return context
 
 
 def _tls_context(config: TurnConfig) -> ssl.SSLContext:
@@ -151,6 +185,7 @@ class RelayServer:
         # A bandwidth cap needs every packet counted, so the core sees them all (no fast path).
         self._fast_path = not self.core.settings.max_bandwidth
         self.stats = DataPathStats()
+        self.check_view = CheckView()  # check-page tests: kept off the fast path, counted
         self.udp_listeners: dict[Address, UdpListener] = {}
         self.stream_servers: list[tuple[Transport, asyncio.Server]] = []
         self.connections: dict[FiveTuple, StreamConnection] = {}
@@ -281,7 +316,9 @@ class RelayServer:
 
     async def _start_api(self) -> None:
         if self._serve_api:
-            self._api = await start_api(self.config, lambda: self.secrets, self.metrics)
+            self._api = await start_api(
+                self.config, lambda: self.secrets, self.metrics, self.check_view
+            )
 
     def describe_listeners(self) -> list[str]:
         described = [f"udp {a[0]}:{a[1]}" for a in self.udp_listeners]
@@ -336,6 +373,8 @@ class RelayServer:
         except Exception:
             self._internal_error("peer", peer)
             return
+        if self.check_view.watches_relay(relay) and any(isinstance(a, ToClient) for a in actions):
+            self.check_view.from_peer(relay, len(data))
         self._run(actions, now)
 
     def _internal_error(self, side: str, source: Address) -> None:
@@ -390,6 +429,7 @@ class RelayServer:
 
     def _to_client(self, action: ToClient) -> None:
         five_tuple = action.five_tuple
+        self.check_view.answered(five_tuple, action.data)
         if five_tuple.transport is Transport.UDP:
             listener = self.udp_listeners.get(five_tuple.server)
             if listener is not None:
@@ -403,6 +443,7 @@ class RelayServer:
         relay = self.relays.get(action.relay)
         if relay is not None:
             relay.send(action.data, action.peer, action.dont_fragment)
+            self.check_view.to_peer(action.relay, len(action.data))
 
     def _open_relay(self, address: Address) -> bool:
         assert self._loop is not None
@@ -413,6 +454,7 @@ class RelayServer:
         except OSError as exc:
             logger.info("relay port %s:%d unavailable: %s", address[0], address[1], exc)
             return False
+        self.check_view.relay_opened(self.core.table.by_relay.get(address), address)
         return True
 
     def _activate(self, address: Address) -> None:
@@ -424,10 +466,11 @@ class RelayServer:
         relay = self.relays.pop(address, None)
         if relay is not None and self._loop is not None:
             relay.close(self._loop)
+        self.check_view.relay_closed(address, time.monotonic())
 
     def _route_up(self, route: RouteUp) -> None:
         relay = self.relays.get(route.relay)
-        if relay is None or not self._fast_path:
+        if relay is None or not self._fast_path or self.check_view.watches(route.five_tuple):
             return
         five_tuple, header = route.five_tuple, route.channel.to_bytes(2, "big")
         if five_tuple.transport is Transport.UDP:
@@ -448,6 +491,8 @@ class RelayServer:
         relayed by the sockets (`UdpListener.permits`, `RelaySocket.permitted`)."""
         five_tuple = permit.five_tuple
         if not self._fast_path or five_tuple.transport is not Transport.UDP:
+            return
+        if self.check_view.watches(five_tuple):
             return
         relay = self.relays.get(permit.relay)
         listener = self.udp_listeners.get(five_tuple.server)
