@@ -219,6 +219,10 @@ def wait_cli(lab: Lab, process: Any) -> tuple[int, dict[str, Any]]:
 
 
 def results_by_check(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    for result in report["results"]:  # the figures, in the test log
+        print(f"  [{result['status']}] {result['summary']}")
+        if restart := result["details"].get("restart"):
+            print(f"    restart: {json.dumps(restart)}")
     return {result["check"]: result for result in report["results"]}
 
 
@@ -385,6 +389,7 @@ def test_double_nat_to_symmetric_chromium_ice_restart(lab: Lab, relay: PeerRelay
     details = restart["details"]["restart"]
     assert details["channel_survived"] is True, details
     assert details["credentials_changed"] is True, details  # a real ICE restart (new ufrag)
+    assert details["new_session_selected"] is True, details  # ... carrying the data now
     assert details["after"]["packets_received"] > 0, details
     assert details["after"]["rtt_p50_ms"] is not None, details
     assert restart["metrics"]["loss_pct"] is not None, restart

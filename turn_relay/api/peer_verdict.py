@@ -141,6 +141,7 @@ def _restart(value: object) -> dict[str, Any]:
     return {
         "restart": {
             "channel_survived": value.get("channel_survived") is True,
+            "new_session_selected": value.get("new_session_selected") is True,
             "credentials_changed": value.get("credentials_changed") is True,
             "restart_ms": _number(value.get("restart_ms")),
             **phases,

@@ -152,6 +152,18 @@ async function selectedPair(pc) {
   return null;
 }
 
+async function onSession(pc, localUfrag) {
+  const stats = await pc.getStats();
+  for (const report of stats.values()) {
+    if (report.type === "transport" && report.selectedCandidatePairId &&
+        report.iceLocalUsernameFragment === localUfrag) {
+      const pair = stats.get(report.selectedCandidatePairId);
+      return Boolean(pair && pair.state === "succeeded");
+    }
+  }
+  return false;
+}
+
 function ufrag(sdp) {
   const match = /a=ice-ufrag:(\S+)/.exec(sdp || "");
   return match ? match[1] : null;
@@ -384,8 +396,14 @@ async function restartBody(leg, result) {
                 policy: leg.config.policy, urls: leg.config.urls});
   const answer = await withTimeout(RESTART_SETTLE_MS, "restart answer", leg.answers.next());
   await leg.pc.setRemoteDescription({type: "answer", sdp: answer.sdp});
-  const connected = () => ["connected", "completed"].includes(leg.pc.iceConnectionState);
-  while (!connected() && now() - restartStarted < RESTART_SETTLE_MS) await sleep(20);
+  // the restart is done when the transport runs on the new ICE session (its new ufrag) over a
+  // selected pair; iceConnectionState stays "connected" throughout, so it cannot tell
+  const newUfrag = ufrag(leg.pc.localDescription.sdp);
+  let newSession = false;
+  while (!newSession && now() - restartStarted < RESTART_SETTLE_MS) {
+    newSession = await onSession(leg.pc, newUfrag);
+    if (!newSession) await sleep(20);
+  }
   const restartMs = now() - restartStarted;
   const duringEnd = pinger.sent.size;
   await sleep(RESTART_PHASE_MS);
@@ -404,6 +422,7 @@ async function restartBody(leg, result) {
     ...all, throughput_mbps: throughput === null ? null : Math.round(throughput * 1000) / 1000,
     restart: {
       channel_survived: survived,
+      new_session_selected: newSession,
       credentials_changed: ufrag(leg.pc.localDescription.sdp) !== oldUfrag,
       restart_ms: Math.round(restartMs * 10) / 10,
       before: figures(pinger.between(0, beforeEnd)),
