@@ -208,6 +208,25 @@ class OffloadConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RendezvousConfig:
+    """Signaling rooms for peer tests (`turn_relay.config.rendezvous`); on with a secret."""
+
+    pairing_secrets_file: Path | None = None  # one secret per line, the first one signs
+    pairing_secrets_env: str | None = None  # or: an env var with comma-separated secrets
+    max_room_ttl: int = 1800  # seconds a room lives at most, whatever its token says
+    max_rooms: int = 256  # live rooms and remembered ended ones together
+    max_message_bytes: int = 16384  # one signaling message (an SDP with candidates: ~5 KiB)
+    messages_per_second: float = 20.0  # per party, a token bucket ...
+    message_burst: int = 200  # ... of this size (trickled candidates come in bursts)
+    joins_per_minute: int = 30  # joins and code look-ups per source address (IPv6: per /64)
+    turn_ttl: int = 1800  # the per-room TURN credentials handed to both parties
+
+    @property
+    def enabled(self) -> bool:
+        return self.pairing_secrets_file is not None or self.pairing_secrets_env is not None
+
+
+@dataclass(frozen=True, slots=True)
 class TurnConfig:
     server: ServerConfig
     relay: RelayConfig
@@ -219,6 +238,7 @@ class TurnConfig:
     api: ApiConfig = field(default_factory=ApiConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     offload: OffloadConfig = field(default_factory=OffloadConfig)
+    rendezvous: RendezvousConfig = field(default_factory=RendezvousConfig)
     check: CheckConfig = field(default_factory=CheckConfig)
 
 
@@ -230,6 +250,7 @@ class Secrets:
     )
     api_key: str | None = field(default=None, repr=False)
     admin_key: str | None = field(default=None, repr=False)
+    pairing_secrets: tuple[str, ...] = field(default=(), repr=False)  # signing one first
     check_link_secrets: tuple[str, ...] = field(default=(), repr=False)  # signing one first
 
 

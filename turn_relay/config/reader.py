@@ -32,6 +32,7 @@ from .model import (
     ServerConfig,
     TurnConfig,
 )
+from .rendezvous import parse_rendezvous
 from .table import Table, check_ip, check_networks, one_source
 from .urls import url_hosts
 
@@ -408,6 +409,7 @@ def parse(data: Mapping[str, object]) -> TurnConfig:
         api=api,
         metrics=_metrics(root.table("metrics")),
         offload=_offload(root.table("offload")),
+        rendezvous=parse_rendezvous(root.table("rendezvous"), api.enabled),
         check=_check(root.table("check"), server, api),
     )
     root.finish()

@@ -9,6 +9,7 @@ from types import MappingProxyType
 
 from .model import ApiConfig, AuthConfig, CheckConfig, ConfigError, Secrets, TurnConfig
 from .reader import not_utf8
+from .rendezvous import load_pairing_secrets
 
 
 def _meaningful_lines(path: Path, key: str) -> list[tuple[int, str]]:
@@ -123,5 +124,6 @@ def load_secrets(config: TurnConfig, environ: Mapping[str, str] | None = None) -
         static_users=_static_users(config.auth.users_file),
         api_key=api_key,
         admin_key=_admin_key(config.api, env, api_key) if config.api.enabled else None,
+        pairing_secrets=load_pairing_secrets(config.rendezvous, env),
         check_link_secrets=load_check_link_secrets(config.check, env),
     )

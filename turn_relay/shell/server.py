@@ -32,6 +32,7 @@ from turn_relay.api import quiet_errors
 from turn_relay.api.admin import AdminView
 from turn_relay.api.app import create_app
 from turn_relay.api.check_settings import CheckSettings, CheckViews
+from turn_relay.api.rendezvous import add_rendezvous
 from turn_relay.api.settings import ApiSettings
 from turn_relay.auth.challenge import source_key
 from turn_relay.config import ConfigError, Secrets, TurnConfig
@@ -110,6 +111,8 @@ async def start_api(
     app = create_app(settings, secrets, metrics, admin=admin, check=check)
     if check is not None:
         app.on_cleanup.append(lambda _: asyncio.to_thread(check.store.close))
+    if config.rendezvous.enabled:
+        add_rendezvous(app, config, settings, secrets, check.store if check is not None else None)
     runner = web.AppRunner(
         app,
         access_log=None,
