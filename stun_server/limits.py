@@ -112,9 +112,14 @@ class WarningBudget:
             return 0
         return self._take(kind, now)
 
-    def flush(self, now: float) -> dict[str, int]:
-        """Events not reported yet whose interval has passed (for a periodic summary)."""
-        due = [k for k, n in self._unreported.items() if n and now >= self._next_report[k]]
+    def flush(self, now: float, *, everything: bool = False) -> dict[str, int]:
+        """Events not reported yet whose interval has passed (all of them with ``everything``:
+        the last summary before stopping)."""
+        due = [
+            kind
+            for kind, count in self._unreported.items()
+            if count and (everything or now >= self._next_report[kind])
+        ]
         return {kind: self._take(kind, now) for kind in due}
 
     def _take(self, kind: str, now: float) -> int:

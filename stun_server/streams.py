@@ -78,9 +78,10 @@ class StreamSet:
         elif self._flusher is None:
             self._flusher = self._loop.call_later(self.warnings.interval, self._flush)
 
-    def _flush(self) -> None:
+    def _flush(self, *, everything: bool = False) -> None:
         self._flusher = None
-        for kind, reported in self.warnings.flush(self._loop.time()).items():
+        now = self._loop.time()
+        for kind, reported in self.warnings.flush(now, everything=everything).items():
             self._log_warning(kind, reported, "")
 
     def _log_warning(self, kind: str, reported: int, detail: str) -> None:
@@ -98,7 +99,7 @@ class StreamSet:
     def close_all(self) -> None:
         if self._flusher is not None:
             self._flusher.cancel()
-            self._flush()
+            self._flush(everything=True)
         for connection in list(self.open):
             connection.close()
 
