@@ -177,7 +177,7 @@ def stun_server_process(
             stderr=subprocess.STDOUT,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            preexec_fn=preexec_fn,
+            preexec_fn=preexec_fn,  # noqa: PLW1509 (only setrlimit, before any thread runs)
         )
     server = ServerProcess(process, log_path, address)
     try:
