@@ -55,15 +55,11 @@ def tls_client(tmp_path: Path) -> ssl.SSLContext:
 
 async def hold_idle(target: tuple[str, int], count: int) -> list[socket.socket]:
     """``count`` connected TCP sockets from 127.0.0.1 that never send a byte."""
-    held = []
-    for _ in range(count):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        with contextlib.suppress(BlockingIOError):
-            sock.connect(target)
-        held.append(sock)
-    await asyncio.sleep(0.05)
-    return held
+
+    def connect_all() -> list[socket.socket]:
+        return [socket.create_connection(target, timeout=5) for _ in range(count)]
+
+    return await asyncio.to_thread(connect_all)
 
 
 async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
@@ -79,6 +75,17 @@ async def read_message(reader: asyncio.StreamReader) -> bytes:
     return head + await asyncio.wait_for(reader.readexactly(int.from_bytes(head[2:4], "big")), 2)
 
 
+async def until_stable(value: Callable[[], int], quiet: float = 0.5) -> None:
+    """Wait until ``value()`` has not changed for ``quiet`` seconds (at most 10 s)."""
+    loop = asyncio.get_running_loop()
+    deadline, last, since = loop.time() + 10, value(), loop.time()
+    while loop.time() - since < quiet:
+        assert loop.time() < deadline, "never settled"
+        await asyncio.sleep(0.05)
+        if value() != last:
+            last, since = value(), loop.time()
+
+
 def answered(reply: bytes | None) -> bool:
     return reply is not None and parse(reply).cls == MessageClass.SUCCESS
 
@@ -88,19 +95,20 @@ def answered(reply: bytes | None) -> bool:
 async def test_one_source_holding_idle_connections_does_not_lock_out_others(
     start_server: StartServer, tmp_path: Path
 ) -> None:
-    # 300 idle connections from one address, more than its cap (256), would fill a total of 290
-    server = await start_server(max_connections=290)
+    # 400 idle connections from one address, more than its cap (256), would fill a total of 300
+    server = await start_server(max_connections=300)
     tcp, tls = address_of(server, "tcp"), address_of(server, "tls")
-    held = await hold_idle(tcp, 300)
+    held = await hold_idle(tcp, 400)
     try:
-        await until(lambda: server.stream_counters.get("connection_cap_per_source", 0) == 44)
-        assert server.connection_count == DEFAULT_PER_SOURCE
+        await until_stable(lambda: server.connection_count)  # all 400 accepted or refused
         other_tcp = await asyncio.to_thread(stream_binding, tcp, source="127.0.0.2")
         other_tls = await asyncio.to_thread(
             stream_binding, tls, context=tls_client(tmp_path), source="127.0.0.2"
         )
         assert answered(other_tcp) and answered(other_tls)
         assert not answered(await asyncio.to_thread(stream_binding, tcp))  # .1 is at its cap
+        assert server.stream_counters["connection_cap_per_source"] == 144 + 1
+        assert server.connection_count == DEFAULT_PER_SOURCE
     finally:
         for sock in held:
             sock.close()
