@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -40,7 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--servers",
         default="coturn,turnkit",
-        help="comma-separated servers to compare (coturn, turnkit); default both",
+        help="comma-separated servers to compare (coturn, turnkit, turnkit-offload: the kernel"
+        " data path, root; the bench then runs in a private network namespace); default"
+        " coturn,turnkit",
     )
     p.add_argument(
         "--duration",
@@ -105,6 +109,8 @@ def _estimate(sc: scenarios.Scenario, st: scenarios.Settings) -> float:
         return 4.0
     if sc.kind == "groupcall":
         return 12.0
+    if sc.kind == "flood":
+        return 3.0 + (2.0 if st.quick else st.turn_duration)
     assert sc.case is not None
     connect = 1.0 + sc.case.clients * 0.06
     if st.quick:
@@ -133,8 +139,28 @@ def _reprint(path: Path) -> int:
     return 0
 
 
+_NETNS_ENV = "TURNKIT_BENCH_NETNS"
+
+
+def _in_private_namespace(args: argparse.Namespace, argv: list[str] | None) -> None:
+    """The kernel offload attaches to ``lo``: as root, run in a network namespace of our own
+    (``unshare -n``, loopback only, gone when the bench ends) rather than on the host's lo."""
+    if "turnkit-offload" not in args.servers or os.environ.get(_NETNS_ENV) or os.geteuid() != 0:
+        return
+    if shutil.which("unshare") is None:
+        return
+    os.environ[_NETNS_ENV] = "1"
+    command = 'ip link set lo up && exec "$0" "$@"'
+    own = sys.argv[1:] if argv is None else argv
+    print("bench: in a private network namespace (unshare -n) for the offload", file=sys.stderr)
+    os.execvp(
+        "unshare", ["unshare", "-n", "sh", "-c", command, sys.executable, "-m", "bench", *own]
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _in_private_namespace(args, argv)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)
 

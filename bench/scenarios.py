@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -18,7 +20,7 @@ ALLOC_COUNT = 5000  # a window of about half a second: 2000 gave +-25% between r
 LATENCY_SECONDS = 3.0
 RELAY_PORTS = 5600  # the relay port block: 50 + ALLOC_COUNT held allocations fit
 
-Kind = Literal["binding", "uclient", "alloc", "memory", "latency", "groupcall"]
+Kind = Literal["binding", "uclient", "alloc", "memory", "latency", "groupcall", "flood"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,31 @@ def _turn(
     )
 
 
+def _flood(payload: int, clients: int) -> Scenario:
+    return Scenario(
+        name=f"turn-udp-flood-{payload}B-{clients}c",
+        role="turn",
+        kind="flood",
+        description=(
+            f"our sendmmsg/recvmmsg generator (bench/flood.py), {clients} UDP clients keeping "
+            f"256 ChannelData messages of {payload} B each in flight, echoed by our recvmmsg "
+            "peer; messages the clients got back per second. Server cost: the machine's busy "
+            "CPU (every process, irq and softirq from /proc/stat) minus the generator's and the "
+            "peer's own (/proc/PID/stat) and other processes' (noise on a shared machine)"
+        ),
+        unit="msg/s",
+        extended=True,
+        extra=(
+            ("server_cpu_s_per_million", "server CPU-s per 1M msgs"),
+            ("msgs_per_server_cpu_s", "msgs per server CPU-s"),
+        ),
+    )
+
+
+FLOODS: list[Scenario] = [
+    _flood(payload, clients) for payload in (120, 1000) for clients in (10, 50)
+]
+
 SCENARIOS: list[Scenario] = [
     _binding(),
     *(
@@ -175,6 +202,7 @@ SCENARIOS: list[Scenario] = [
         lower_is_better=True,
         extra=(("p95_ms", "ms p95"),),
     ),
+    *FLOODS,
 ]
 
 
@@ -208,6 +236,8 @@ def run_once(
                 _measure_alloc(srv, settings, m)
             elif scenario.kind == "latency":
                 _measure_latency(srv, workdir, settings, m)
+            elif scenario.kind == "flood":
+                _measure_flood(scenario, srv, workdir, settings, m)
             else:
                 _measure_memory(srv, settings, m)
             mem = srv.memory()
@@ -304,6 +334,81 @@ def _measure_uclient(
         "uclient_cpu": round(result.cpu.get("uclient", 0.0), 1),
         "peer_cpu": round(result.cpu.get("peer", 0.0), 1),
         "progress": result.as_dict()["progress"],
+    }
+
+
+def _measure_flood(
+    scenario: Scenario,
+    srv: servers.RunningServer,
+    workdir: Path,
+    settings: Settings,
+    m: Measurement,
+) -> None:
+    """Our generator and echo peer (`bench.flood`); the server's cost is the whole machine's
+    busy CPU, kernel packet work included, minus theirs."""
+    clients, payload = (int(part[:-1]) for part in reversed(scenario.name.split("-")[-2:]))
+    duration = 2.0 if settings.quick else settings.turn_duration
+    warmup = 0.5
+    python = sys.executable
+    peer_port = procs.free_port(srv.cfg.host, tcp_too=False)
+    echo_argv = [python, "-m", "bench.flood", "echo", "--host", srv.cfg.host]
+    echo_argv += ["--port", str(peer_port)]
+    gen_argv = [python, "-m", "bench.flood", "generate", "--host", srv.cfg.host]
+    gen_argv += ["--port", str(srv.cfg.port), "--peer", f"{srv.cfg.host}:{peer_port}"]
+    gen_argv += ["--user", srv.cfg.user, "--password", srv.cfg.password]
+    gen_argv += ["--realm", srv.cfg.realm, "--clients", str(clients), "--size", str(payload)]
+    gen_argv += ["--warmup", str(warmup), "--duration", str(duration)]
+    root = Path(__file__).resolve().parent.parent
+    with procs.Managed("flood-echo", echo_argv, log_path=workdir / "echo.log", cwd=root) as peer:
+        _wait_udp_bound(peer_port)
+        with procs.Managed("flood", gen_argv, pipe_stdout=True, cwd=root) as gen:
+            deadline = time.monotonic() + 30 + clients * 0.2 + duration
+            lines = gen.read_lines(deadline)
+            if not any(text == "ready" for _, text in lines):
+                m.reason = f"generator did not get ready: {gen.log_tail()}"
+                return
+            time.sleep(warmup)
+            groups: dict[str, Callable[[], float]] = {
+                "server": srv.cpu_seconds,
+                "load": lambda: gen.cpu_seconds() + peer.cpu_seconds(),
+            }
+            first = procs.sample_cpu(groups)
+            result = next((json.loads(t) for _, t in lines if t.startswith("{")), None)
+            last = procs.sample_cpu(groups)
+    if result is None:
+        m.reason = "generator printed no result"
+        return
+    shares = procs.cpu_shares(first, last)
+    seconds = shares.seconds
+    busy = (last.busy - first.busy) + (last.irq - first.irq)  # the machine, kernel work included
+    load = last.groups["load"] - first.groups["load"]
+    server = last.groups["server"] - first.groups["server"]
+    others = max(0.0, (last.busy - first.busy) - server - load)  # other processes (noise)
+    # The machine's busy CPU minus the generator's and the peer's, minus other processes' (on a
+    # shared machine they are not the server's): the server's processes plus every irq and
+    # softirq second of the window, where the kernel data path runs (all of it charged to the
+    # server, the loopback delivery to the generator's own sockets too: conservative).
+    server_cost = max(busy - load - others, 1e-9)  # CPU-seconds over the window
+    received = int(result["received"])
+    m.ok = received > 0
+    m.reason = "" if m.ok else "nothing echoed"
+    m.rate = result["msgs_per_s"]
+    sent_total = received + int(result["lost"])
+    m.loss = int(result["lost"]) / sent_total if sent_total else 0.0
+    m.seconds = seconds
+    m.server_cpu = shares.groups["server"]
+    m.load_cpu = shares.groups["load"]
+    m.other_cpu = shares.other
+    m.softirq_cpu = shares.softirq
+    relayed = m.rate * seconds  # the window is the generator's counting window, give or take ms
+    m.metrics["server_cpu_s_per_million"] = 1e6 * server_cost / relayed if relayed else 0.0
+    m.metrics["msgs_per_server_cpu_s"] = relayed / server_cost
+    m.details["flood"] = result | {
+        "server_cost_cpu_s": round(server_cost, 3),
+        "machine_busy_cpu_s": round(busy, 3),
+        "load_cpu_s": round(load, 3),
+        "other_processes_cpu_s": round(others, 3),
+        "window_s": round(seconds, 3),
     }
 
 

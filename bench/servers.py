@@ -154,7 +154,7 @@ def turnkit_relay_command(cfg: ServerConfig) -> list[str]:
 
     Equivalent to coturn_turn_command: listener cfg.host:cfg.port (UDP+TCP), TLS on cfg.tls_port,
     relay address cfg.host with the port block, loopback peers allowed (the default policy denies
-    them), no per-user allocation quota (all benchmark clients are one user), a 401 rate limit
+    them), no per-user allocation quota (all benchmark clients are one user), a challenge budget
     that the benchmark's burst of clients from 127.0.0.1 does not trip (unless
     cfg.default_challenge_limit: then the relay's default budget), the HTTP API off, and
     channel numbers 0x5000-0x7FFF accepted (turnutils_uclient picks them; RFC 5766 allowed them).
@@ -162,7 +162,8 @@ def turnkit_relay_command(cfg: ServerConfig) -> list[str]:
     challenge_limit = (
         ""
         if cfg.default_challenge_limit
-        else "[auth.unauthorized_limit]\nper_second = 1000000.0\nburst = 1000000\n"
+        else "[auth.challenge_budget]\nunproven_rate = 1000000.0\nunproven_burst = 1000000\n"
+        "proven_rate = 1000000.0\nproven_burst = 1000000\ntotal_rate = 1000000.0\n"
     )
     users = cfg.workdir / "turnkit-users"
     users.write_text(f"{cfg.user}:{cfg.password}\n")
@@ -244,9 +245,42 @@ def turnkit_available(role: Role) -> str | None:
     return None
 
 
+def turnkit_offload_relay_command(cfg: ServerConfig) -> list[str]:
+    """`turnkit_relay_command` with the kernel data path for UDP ChannelData required (``on``:
+    the relay does not start without it), attached to ``lo``."""
+    return [*turnkit_relay_command(cfg), "--kernel-offload", "on"]
+
+
+def turnkit_offload_available(role: Role) -> str | None:
+    """The offload needs root (or CAP_BPF + CAP_NET_ADMIN) and its object, built here."""
+    if role != "turn":
+        return "the kernel offload is a relay feature"
+    missing = turnkit_available(role)
+    if missing is not None:
+        return missing
+    from turn_relay.offload import missing_capability
+    from turn_relay.offload.build import BuildError, build, default_object_path
+
+    lacking = missing_capability()
+    if lacking is not None:
+        return f"needs root or {lacking}"
+    if not default_object_path().is_file():
+        try:
+            build()
+        except BuildError as error:
+            return f"cannot build the eBPF object: {error}"
+    return None
+
+
 PRODUCTS: dict[str, Product] = {
     "coturn": Product("coturn", coturn_stun_command, coturn_turn_command, coturn_available),
     "turnkit": Product("turnkit", turnkit_stun_command, turnkit_relay_command, turnkit_available),
+    "turnkit-offload": Product(
+        "turnkit-offload",
+        turnkit_stun_command,
+        turnkit_offload_relay_command,
+        turnkit_offload_available,
+    ),
 }
 
 

@@ -19,6 +19,8 @@ Examples:
   rtccheck nat stun:stun.example.com --nat-lifetime --nat-lifetime-max 300
   rtccheck signaling wss://app.example.com/ws
   rtccheck report 7KQ2-M9XD --state-dir /var/lib/turn-relay
+  rtccheck pair --relay https://turn.example.com:8443 --secret-file pairing-secret
+  rtccheck peer 7KQ2-M9XD --relay https://turn.example.com:8443 --require relay-tls
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ from rtccheck.option_values import (
     parse_server_date,
     read_secret_file,
 )
+from rtccheck.pair_command import pair_command
+from rtccheck.peer_command import peer_command
 from rtccheck.render import make_console, progress_display, render_report
 from rtccheck.report_commands import report_command, reports_command
 from rtccheck.requirements import CAPABILITIES, parse_requirements
@@ -475,3 +479,5 @@ for _family in FAMILIES:
 main.add_command(signaling_command)
 main.add_command(report_command)
 main.add_command(reports_command)
+main.add_command(pair_command)
+main.add_command(peer_command)

@@ -15,6 +15,7 @@ from stun_server.config import (
     ConfigError,
     ServerConfig,
     build_config,
+    check_files,
     load_file,
     parse_address,
     parse_ip,
@@ -83,6 +84,30 @@ EXAMPLE_FILE = "stun_server.example.toml"  # shipped in the package; configs/ li
 )
 @click.option("--rate-burst", type=float, metavar="N", help="Rate limit bucket size [2 x rate].")
 @click.option(
+    "--max-connections",
+    type=int,
+    metavar="N",
+    help="Open TCP + TLS connections per worker; 0 = soft RLIMIT_NOFILE - 256 [0].",
+)
+@click.option(
+    "--max-connections-per-source",
+    type=int,
+    metavar="N",
+    help="Open TCP + TLS connections per source IP (IPv6: per /64) [256].",
+)
+@click.option(
+    "--idle-timeout",
+    type=float,
+    metavar="SECONDS",
+    help="Close a TCP/TLS connection after this long without a complete message [30].",
+)
+@click.option(
+    "--first-message-timeout",
+    type=float,
+    metavar="SECONDS",
+    help="Close a TCP/TLS connection that has not finished TLS and sent one STUN message [5].",
+)
+@click.option(
     "--workers",
     type=int,
     metavar="N",
@@ -121,7 +146,8 @@ def main(ctx: click.Context, /, config_file: Path | None, log_format: str, **fla
     try:
         config = _config(config_file, flags)
     except ConfigError as exc:
-        raise click.UsageError(_with_flag(str(exc))) from exc
+        click.echo(f"stun-server: error: {exc.text(_FLAGS.get(exc.key, ''))}", err=True)
+        sys.exit(2)
     logfmt.configure(config.log_level, log_format)
     sys.exit(run(config))
 
@@ -140,8 +166,11 @@ def example_config() -> None:
 
 
 def _config(config_file: Path | None, flags: dict[str, Any]) -> ServerConfig:
+    """The checked configuration; every problem is one `ConfigError` naming its file and key."""
     file_values = load_file(config_file) if config_file is not None else {}
-    return build_config(file_values, _flag_values(flags))
+    config = build_config(file_values, _flag_values(flags), config_file)
+    check_files(config)
+    return config
 
 
 def _flag_values(flags: dict[str, Any]) -> dict[str, Any]:
@@ -173,11 +202,8 @@ _FLAGS = {
     "tls.port": "--tls-port",
     "limits.rate_limit": "--rate-limit",
     "limits.rate_burst": "--rate-burst",
+    "limits.max_connections": "--max-connections",
+    "limits.max_connections_per_source": "--max-connections-per-source",
+    "limits.idle_timeout": "--idle-timeout",
+    "limits.first_message_timeout": "--first-message-timeout",
 }
-
-
-def _with_flag(message: str) -> str:
-    """``key: why`` -> ``key (--flag): why`` when a flag sets that key."""
-    key, separator, why = message.partition(": ")
-    flag = _FLAGS.get(key)
-    return f"{key} ({flag}){separator}{why}" if flag else message

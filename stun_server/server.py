@@ -4,13 +4,13 @@ One `StunServer` per process binds every listener of a `ServerConfig`: UDP and T
 address, TLS on each listen IP at the TLS port, and for RFC 5780 the other three UDP sockets of
 each primary/alternate IP x primary/alternate port quad. Each UDP socket is served by a thread
 with a blocking loop (`stun_server.udp`: recvmmsg/sendmmsg batches on Linux), cheaper per
-datagram than an event loop; streams and signals run on the event loop. Streams are framed with
-`stream_frame_length` (RFC 8489 section 6.2.2) with a bounded buffer, an idle timeout and a cap on
-connections; anything that is not STUN closes the connection.
+datagram than an event loop; streams (`stun_server.streams`: caps per source and in total,
+timeouts, TLS over memory BIOs) and signals run on the event loop.
 
-`run(config)` is the process entry: uvloop when installed, SIGINT/SIGTERM stop it cleanly (exit
-status 0), and ``workers > 1`` forks that many processes whose listeners share their ports with
-SO_REUSEPORT (the kernel spreads clients over them by address hash).
+`run(config)` is the process entry: it raises the soft RLIMIT_NOFILE to the hard limit (logged),
+uses uvloop when installed, SIGINT/SIGTERM stop it cleanly (exit status 0), and ``workers > 1``
+forks that many processes whose listeners share their ports with SO_REUSEPORT (the kernel
+spreads clients over them by address hash).
 """
 
 from __future__ import annotations
@@ -25,18 +25,18 @@ import socket
 import ssl
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from stun_server.config import ServerConfig
+from stun_server.fdlimit import nofile_soft_limit, raise_nofile_limit
+from stun_server.limits import ConnectionCaps, ConnectionLimiter, default_total_connections
 from stun_server.responder import Address, BindingResponder
+from stun_server.streams import StreamListener, StreamSet
 from stun_server.udp import UdpLoop, format_address, local_address
 from stun_server.udp import udp_loop as new_udp_loop
-from stun_server.wire import StunDecodeError, stream_frame_length
 
 log = logging.getLogger("stun_server")
 
-MAX_STREAM_FRAME = 8192  # a Binding request is far smaller; larger frames close the connection
-TLS_HANDSHAKE_TIMEOUT = 10.0
 UDP_BUFFER_BYTES = 4 * 1024 * 1024
 _PORT_RETRIES = 20
 
@@ -103,117 +103,6 @@ def _bind_udp_and_tcp(
     raise OSError(errno.EADDRINUSE, f"no port free for both UDP and TCP on {address[0]}")
 
 
-# ---------------------------------------------------------------- streams
-
-
-class _Connections:
-    """The open TCP/TLS connections of one server, with its cap and idle timeout."""
-
-    def __init__(self, responder: BindingResponder, cap: int, idle_timeout: float) -> None:
-        self.responder = responder
-        self.cap = cap
-        self.idle_timeout = idle_timeout
-        self.open: set[_StreamConnection] = set()
-
-    def close_all(self) -> None:
-        for connection in list(self.open):
-            connection.close()
-
-
-class _StreamConnection(asyncio.Protocol):
-    """One TCP or TLS connection: frames in, answers out."""
-
-    def __init__(self, connections: _Connections, local: Address) -> None:
-        self._connections = connections
-        self._local = local
-        self._peer: Address = ("", 0)
-        self._buffer = bytearray()
-        self._transport: asyncio.Transport | None = None
-        self._loop = asyncio.get_running_loop()
-        self._last_activity = self._loop.time()
-        self._idle_timer: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
-        peer = transport.get_extra_info("peername")
-        self._peer = (str(peer[0]), int(peer[1])) if peer else ("", 0)
-        if len(self._connections.open) >= self._connections.cap:
-            log.debug("connection cap reached; refusing %s", format_address(self._peer))
-            self._transport.abort()
-            return
-        self._connections.open.add(self)
-        self._arm_idle_timer(self._connections.idle_timeout)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._connections.open.discard(self)
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-        self._buffer.clear()
-
-    def data_received(self, data: bytes) -> None:
-        self._last_activity = self._loop.time()
-        self._buffer += data
-        while self._transport is not None and not self._transport.is_closing():
-            frame = self._next_frame()
-            if frame is None:
-                return
-            self._answer(frame)
-
-    def _next_frame(self) -> bytes | None:
-        try:
-            size = stream_frame_length(self._buffer)
-        except StunDecodeError:
-            self._drop("not STUN")
-            return None
-        if size is None:
-            return None
-        if size > MAX_STREAM_FRAME:
-            self._drop(f"frame of {size} bytes")
-            return None
-        if len(self._buffer) < size:
-            return None
-        frame = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        return frame
-
-    def _answer(self, frame: bytes) -> None:
-        reply, keep_open = self._connections.responder.receive_stream_message(
-            frame, self._local, self._peer
-        )
-        if not keep_open:
-            self._drop("not STUN")
-        elif reply is not None and self._transport is not None:
-            self._transport.write(reply)
-
-    def _drop(self, why: str) -> None:
-        log.debug("closing %s: %s", format_address(self._peer), why)
-        if self._transport is not None:
-            self._transport.abort()
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-
-    def pause_writing(self) -> None:  # the peer does not read its answers: stop reading
-        if self._transport is not None:
-            self._transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.resume_reading()
-
-    def _arm_idle_timer(self, delay: float) -> None:
-        self._idle_timer = self._loop.call_later(delay, self._check_idle)
-
-    def _check_idle(self) -> None:
-        remaining = self._last_activity + self._connections.idle_timeout - self._loop.time()
-        if remaining > 0:
-            self._arm_idle_timer(remaining)
-        else:
-            log.debug("closing idle %s", format_address(self._peer))
-            self.close()
-
-
 # ---------------------------------------------------------------- the server
 
 
@@ -236,23 +125,36 @@ class StunServer:
         self.listeners: list[Listener] = []
         self._udp_sockets: dict[Address, socket.socket] = {}
         self._udp_loops: list[UdpLoop] = []
-        self._servers: list[asyncio.Server] = []
-        self._connections = _Connections(
-            self.responder, config.max_connections, config.idle_timeout
-        )
+        self._stream_listeners: list[StreamListener] = []
+        self._streams: StreamSet | None = None
 
     @property
     def connection_count(self) -> int:
-        return len(self._connections.open)
+        return len(self._streams.open) if self._streams is not None else 0
+
+    @property
+    def stream_counters(self) -> dict[str, int]:
+        """Refusals, exhaustion and timeouts of TCP/TLS connections so far."""
+        return dict(self._streams.counters) if self._streams is not None else {}
+
+    def connection_caps(self) -> ConnectionCaps:
+        total = self.config.max_connections or default_total_connections(nofile_soft_limit())
+        return ConnectionCaps(total, self.config.max_connections_per_source)
 
     async def start(self) -> list[Listener]:
         """Bind every listener, then start serving; on failure nothing stays bound."""
         context = tls_context(self.config)  # a bad certificate fails before any socket opens
+        self._streams = StreamSet(
+            self.responder,
+            ConnectionLimiter(self.connection_caps()),
+            idle_timeout=self.config.idle_timeout,
+            first_message_timeout=self.config.first_message_timeout,
+        )
         try:
             for address in self.config.listen:
                 await self._listen_udp_and_tcp(address)
                 if context is not None:
-                    await self._listen_tls((address[0], self.config.tls_port), context)
+                    await self._listen_tls((address[0], self.config.tls_listen_port), context)
             self._bind_rfc5780_sockets()
         except BaseException:
             await self.close()
@@ -296,20 +198,14 @@ class StunServer:
     async def _serve_stream(
         self, sock: socket.socket, transport: str, context: ssl.SSLContext | None
     ) -> None:
-        local = local_address(sock)
-        loop = asyncio.get_running_loop()
+        assert self._streams is not None
         try:
-            server = await loop.create_server(
-                lambda: _StreamConnection(self._connections, local),
-                sock=sock,
-                ssl=context,
-                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if context else None,
-            )
+            listener = StreamListener(sock, self._streams, context)
         except BaseException:
             sock.close()
             raise
-        self._servers.append(server)
-        self.listeners.append(Listener(transport, local))
+        self._stream_listeners.append(listener)
+        self.listeners.append(Listener(transport, listener.local))
 
     async def close(self) -> None:
         """Stop the UDP threads, close every listener and connection."""
@@ -321,12 +217,11 @@ class StunServer:
         for sock in self._udp_sockets.values():
             sock.close()
         self._udp_sockets.clear()
-        for server in self._servers:
-            server.close()
-        self._connections.close_all()
-        for server in self._servers:
-            await server.wait_closed()
-        self._servers.clear()
+        for listener in self._stream_listeners:
+            listener.close()
+        self._stream_listeners.clear()
+        if self._streams is not None:
+            self._streams.close_all()
         self.listeners.clear()
         await asyncio.sleep(0)  # let the transports run their connection_lost callbacks
 
@@ -358,7 +253,10 @@ async def serve(config: ServerConfig, *, reuse_port: bool = False, announce: boo
     for listener in listeners:
         log.log(logging.INFO if announce else logging.DEBUG, "listening on %s", listener)
     await stop.wait()
+    counters = server.stream_counters
     await server.close()
+    if any(counters.values()):
+        log.info("TCP/TLS: %s", ", ".join(f"{k} {v}" for k, v in sorted(counters.items())))
     log.log(logging.INFO if announce else logging.DEBUG, "stopped")
     return 0
 
@@ -370,6 +268,7 @@ def run_in_loop(main: Coroutine[Any, Any, int]) -> int:
 
 def run(config: ServerConfig) -> int:
     """The process entry: one server, or ``workers`` forked servers sharing their ports."""
+    log.info("%s", raise_nofile_limit().describe())
     workers = config.workers or os.cpu_count() or 1
     if workers == 1:
         return run_in_loop(serve(config))

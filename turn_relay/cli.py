@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import functools
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -102,6 +103,13 @@ Example:
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+class ConfigProblem(click.ClickException):
+    """A config, flag or file error: one line naming the file and key, exit 2 like a usage
+    error (click's own exceptions exit 1)."""
+
+    exit_code = 2
+
+
 @click.group(help=_MAIN_HELP, context_settings=_CONTEXT)
 @click.version_option(package_name="turnkit", prog_name="turn-relay")
 def main() -> None:
@@ -117,7 +125,7 @@ def _load_config(path: Path) -> TurnConfig:
     try:
         return relay_config.load(path)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise ConfigProblem(str(exc)) from None
 
 
 def _issuing_secret(
@@ -134,9 +142,9 @@ def _issuing_secret(
     try:
         secrets = relay_config.load_rest_secrets(auth)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise ConfigProblem(str(exc)) from None
     if not secrets:
-        raise click.ClickException("the config names no REST secret (auth.rest_secrets_*)")
+        raise ConfigProblem("the config names no REST secret (auth.rest_secrets_*)")
     return secrets[0]
 
 
@@ -196,17 +204,28 @@ def credentials(
     click.echo(json.dumps(server, indent=2))
 
 
+class _OffloadRequired(click.ClickException):
+    """``--kernel-offload on`` and the kernel path cannot run: exit status 2."""
+
+    exit_code = 2
+
+
 def start_server(config: TurnConfig, secrets: Secrets, **options: Any) -> None:
     """Run the relay until SIGTERM/SIGINT (uvloop when installed).
 
     ``options``: ``log_level`` of `turn_relay.runner.run_relay`.
     """
+    from turn_relay.offload import OffloadUnavailable
     from turn_relay.shell.process import run_relay
 
     try:
         run_relay(config, secrets, **options)
     except OSError as exc:
         raise click.ClickException(f"cannot start the relay: {exc}") from None
+    except OffloadUnavailable as exc:
+        raise _OffloadRequired(
+            f"cannot start the relay: --kernel-offload on, but {exc.reason}"
+        ) from None
 
 
 def summary(config: TurnConfig) -> list[str]:
@@ -228,6 +247,10 @@ def summary(config: TurnConfig) -> list[str]:
     cert = listen.tls_cert_file
     if listen.tls_port and cert is not None:
         lines.append(f"tls:     {cert}: {summarize(cert)}")
+    offload = config.offload
+    if offload.mode != "off":
+        where = ", ".join(offload.interfaces) or "the interfaces of the listen and relay addresses"
+        lines.append(f"offload: kernel ChannelData path {offload.mode}, on {where}")
     if api.enabled:
         urls = " ".join(relay_config.ice_urls(config))
         lines.append(f"api:     http://{_host_port(api.listen, api.port)} hands out {urls}")
@@ -251,11 +274,26 @@ def _host_port(host: str, port: int) -> str:
 
 # Defaults shown in --help: the config's own (turn_relay.config), so both modes agree.
 _LISTEN, _QUOTAS = relay_config.ListenConfig(), relay_config.QuotaConfig()
-_LIMIT, _SERVER = relay_config.RateLimitConfig(), relay_config.ServerConfig()
-_API = relay_config.ApiConfig()
+_BUDGET, _SERVER = relay_config.ChallengeBudgetConfig(), relay_config.ServerConfig()
+_API, _OFFLOAD = relay_config.ApiConfig(), relay_config.OffloadConfig()
 _PORTS = "{}-{}".format(*relay_config.DEFAULT_PORT_RANGE)
 _PORT = click.IntRange(0, 65535)
 _FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+class _FinitePositive(click.FloatRange):
+    """A float > 0 that is finite: click's FloatRange lets nan and inf through."""
+
+    name = "finite positive number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+_RATE = _FinitePositive(0, min_open=True)
 
 
 @main.command(help=_SERVE_HELP, short_help="Run the relay (flags and/or a TOML config).")
@@ -330,16 +368,43 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
 @click.option("--users-file", type=_FILE, help="Static users, one user:password per line.")
 @click.option(
     "--challenge-rate",
-    type=click.FloatRange(0, min_open=True),
+    type=_RATE,
     metavar="PER_SECOND",
-    help="401/438 answers per second to one UDP source IP (IPv6: /64); more are dropped."
-    f" [default: {_LIMIT.per_second}]",
+    help="401/438 answers per second to a UDP source IP (IPv6: /64) that has not authenticated"
+    f" recently; more are dropped. [default: {_BUDGET.unproven_rate}]",
 )
 @click.option(
     "--challenge-burst",
     type=click.IntRange(1),
     metavar="N",
-    help=f"401/438 answers one UDP source IP may get at once. [default: {_LIMIT.burst}]",
+    help=f"401/438 answers such a source may get at once. [default: {_BUDGET.unproven_burst}]",
+)
+@click.option(
+    "--proven-challenge-rate",
+    type=_RATE,
+    metavar="PER_SECOND",
+    help="401/438 answers per second to a UDP source that authenticated within"
+    f" --challenge-proof-lifetime (a shared office or CGNAT address). [default:"
+    f" {_BUDGET.proven_rate}]",
+)
+@click.option(
+    "--proven-challenge-burst",
+    type=click.IntRange(1),
+    metavar="N",
+    help=f"401/438 answers such a source may get at once. [default: {_BUDGET.proven_burst}]",
+)
+@click.option(
+    "--challenge-proof-lifetime",
+    type=_RATE,
+    metavar="SECONDS",
+    help="How long an authenticated request keeps its source proven."
+    f" [default: {_BUDGET.proof_lifetime}]",
+)
+@click.option(
+    "--challenge-total-rate",
+    type=_RATE,
+    metavar="PER_SECOND",
+    help=f"401/438 answers per second over all UDP sources. [default: {_BUDGET.total_rate}]",
 )
 @click.option(
     "--allowed-peer",
@@ -421,6 +486,14 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
     help="Host (DNS name or IP) in the TURN URLs the HTTP API hands out. [default: each"
     " --listen address; required when listening on 0.0.0.0 or ::]",
 )
+@click.option(
+    "--kernel-offload",
+    type=click.Choice(relay_config.OFFLOAD_MODES),
+    help="Forward UDP ChannelData of bound channels in the kernel (eBPF, tc ingress; needs root"
+    " or CAP_BPF + CAP_NET_ADMIN and `python -m turn_relay.offload.build`): auto falls back to"
+    " userspace with one log line saying why, on refuses to start without it (exit 2)."
+    f" [default: {_OFFLOAD.mode}]",
+)
 def serve(
     *,
     config_path: Path | None,
@@ -442,6 +515,10 @@ def serve(
     users_file: Path | None,
     challenge_rate: float | None,
     challenge_burst: int | None,
+    proven_challenge_rate: float | None,
+    proven_challenge_burst: int | None,
+    challenge_proof_lifetime: float | None,
+    challenge_total_rate: float | None,
     allowed_peer: tuple[str, ...],
     denied_peer: tuple[str, ...],
     max_allocations_per_user: int | None,
@@ -457,6 +534,7 @@ def serve(
     drain_seconds: int | None,
     alternate_server: tuple[str, ...],
     public_host: str | None,
+    kernel_offload: str | None,
 ) -> None:
     try:
         flags = ServeFlags(
@@ -484,22 +562,27 @@ def serve(
             rfc5766_channels=rfc5766_channels,
             challenge_rate=challenge_rate,
             challenge_burst=challenge_burst,
+            proven_challenge_rate=proven_challenge_rate,
+            proven_challenge_burst=proven_challenge_burst,
+            challenge_proof_lifetime=challenge_proof_lifetime,
+            challenge_total_rate=challenge_total_rate,
             workers=workers,
             state_dir=state_dir,
             drain_seconds=drain_seconds,
             alternates=alternate_server,
             admin_key_file=admin_key_file,
             admin_key_env=admin_key_env,
+            kernel_offload=kernel_offload,
         )
         config = load_with_flags(config_path, flags)
     except ValueError as exc:  # ConfigError included
-        raise click.ClickException(str(exc)) from None
+        raise ConfigProblem(str(exc)) from None
     try:
         secrets = relay_config.load_secrets(config)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise ConfigProblem(str(exc)) from None
     if not (secrets.rest_secrets or secrets.static_users):
-        raise click.ClickException(
+        raise ConfigProblem(
             "no credentials: give --secret-file/--secret-env/--users-file (or auth.* in --config)"
         )
     _check_files(config)
@@ -788,3 +871,68 @@ def status(*, target: _Admin, as_json: bool) -> None:
     click.echo(f"offload:  {found['offload']}")
     click.echo(f"draining: {'yes' if found['draining'] else 'no'}")
     click.echo(f"reload:   {reloaded}")
+
+
+_LINK_HELP = """Mint a check link: a signed, expiring URL of the relay's check page to send to a
+user who cannot connect. Their browser tests UDP, TCP and TLS through this relay, shows them a plain
+verdict and uploads a report that `rtccheck report ID` reads back.
+
+The link is signed with the first check-link secret the config names (check.link_secrets_file
+or check.link_secrets_env, never a flag or the API key) and is valid for --ttl seconds (default
+check.link_ttl); the URL is on check.public_url, else on server.public_host and the API's port.
+Prints the URL and the result id the user will read back (the report is stored under it).
+
+\b
+Examples:
+  turn-relay link --config /etc/turnkit/turn_relay.toml --note 'ticket 4711'
+  turn-relay link --config relay.toml --ttl 3600 --signaling wss://app.example.com/ws --json
+"""
+
+
+@main.command(help=_LINK_HELP, short_help="Mint a check-page link for a user.")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The relay's TOML config (check-link secret, API URL).",
+)
+@click.option("--ttl", type=click.IntRange(min=60), help="Seconds valid [default: check.link_ttl].")
+@click.option("--note", help="Shown on the page and kept in the link, e.g. a ticket number.")
+@click.option("--signaling", metavar="URL", help="The app's ws:/wss: URL the page also checks.")
+@click.option("--json", "as_json", is_flag=True, help="Print {url, result_id, expires_at} JSON.")
+def link(
+    *,
+    config_path: Path,
+    ttl: int | None,
+    note: str | None,
+    signaling: str | None,
+    as_json: bool,
+) -> None:
+    from turn_relay.auth.links import LinkError, mint
+    from turn_relay.config.secrets import load_check_link_secrets
+    from turn_relay.config.urls import api_base_url
+    from turn_relay.reports.result_id import new_result_id
+
+    config = _load_config(config_path)
+    try:
+        secrets = load_check_link_secrets(config.check)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not secrets:
+        raise click.ClickException(
+            f"{config_path}: no check-link secret (set check.link_secrets_file or _env)"
+        )
+    now = time.time()
+    expires_at = int(now) + (ttl or config.check.link_ttl)
+    result_id = new_result_id()
+    try:
+        token = mint(secrets[0], result_id, expires_at, note, now, signaling=signaling)
+    except LinkError as exc:
+        raise click.BadParameter(str(exc)) from None
+    url = f"{api_base_url(config)}/check/{token}"
+    if as_json:
+        click.echo(json.dumps({"url": url, "result_id": result_id, "expires_at": expires_at}))
+        return
+    click.echo(url)
+    click.echo(f"result id: {result_id[:4]}-{result_id[4:]} (rtccheck report {result_id})")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,11 @@ from turn_relay.offload.build import build
 from .topology import RELAY_INTERFACES, Topology, inside
 
 _HERE = Path(__file__).parent
+# The relay tests' core kit (tests/turn) and coturn's uclient parser (tests/interop) are plain
+# modules of folders without __init__.py, importable by their own names as there.
+for _kit in ("turn", "interop"):
+    if str(_HERE.parent / _kit) not in sys.path:
+        sys.path.append(str(_HERE.parent / _kit))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -7,11 +7,12 @@ import ipaddress
 import os
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,7 +95,41 @@ def wait_until_answering(server: tuple[str, int], *, within: float = 10.0) -> No
     raise TimeoutError(f"no STUN answer from {server} within {within} s")
 
 
-# ---------------------------------------------------------------- TLS
+# ---------------------------------------------------------------- TLS and TCP clients
+
+
+def client_context(cafile: Path) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(cafile))
+    context.check_hostname = False
+    return context
+
+
+def stream_binding(
+    server: tuple[str, int],
+    *,
+    context: ssl.SSLContext | None = None,
+    source: str = "127.0.0.1",
+    timeout: float = 2.0,
+) -> bytes | None:
+    """One Binding over TCP (or TLS with ``context``): the answer, or None if refused or silent."""
+    try:
+        with socket.create_connection(server, timeout=timeout, source_address=(source, 0)) as raw:
+            stream = context.wrap_socket(raw) if context is not None else raw
+            stream.sendall(binding_request())
+            head = _read_exactly(stream, 20)
+            return head + _read_exactly(stream, int.from_bytes(head[2:4], "big"))
+    except (OSError, EOFError):
+        return None
+
+
+def _read_exactly(stream: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = stream.recv(size - len(data))
+        if not chunk:
+            raise EOFError("closed")
+        data += chunk
+    return data
 
 
 # ---------------------------------------------------------------- a server process
@@ -126,7 +161,12 @@ class ServerProcess:
 
 @contextlib.contextmanager
 def stun_server_process(
-    args: list[str], log_dir: Path, address: tuple[str, int], *, wait: bool = True
+    args: list[str],
+    log_dir: Path,
+    address: tuple[str, int],
+    *,
+    wait: bool = True,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> Iterator[ServerProcess]:
     """Run ``stun-server ARGS``; stop it (SIGTERM, by PID) when the block ends."""
     log_path = log_dir / f"stun-server-{address[1]}.log"
@@ -137,6 +177,7 @@ def stun_server_process(
             stderr=subprocess.STDOUT,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=preexec_fn,  # noqa: PLW1509 (only setrlimit, before any thread runs)
         )
     server = ServerProcess(process, log_path, address)
     try:

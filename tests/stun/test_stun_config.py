@@ -39,7 +39,8 @@ def test_example_file_loads_with_every_section() -> None:
     assert config.rfc5780_addresses() == (Rfc5780Addresses("127.0.0.1", "127.0.0.2", 3478, 3479),)
     assert config.tls_cert == Path("/etc/turnkit/tls/fullchain.pem")
     assert (config.tls_port, config.rate_limit, config.rate_burst) == (5349, 500, 1000)
-    assert (config.max_connections, config.idle_timeout, config.workers) == (1024, 30, 1)
+    assert (config.max_connections, config.idle_timeout, config.workers) == (0, 30, 1)
+    assert (config.max_connections_per_source, config.first_message_timeout) == (256, 5)
 
 
 def test_flags_override_the_file() -> None:
@@ -109,7 +110,7 @@ def test_table_errors_name_the_key(table: dict[str, object], message: str) -> No
         ({"rate_burst": 0.5}, r"^limits\.rate_burst: must be >= 1"),
         ({"max_sources": 0}, r"^limits\.max_sources"),
         ({"max_padding": 65001}, r"^limits\.max_padding"),
-        ({"max_connections": 0}, r"^limits\.max_connections"),
+        ({"max_connections": -1}, r"^limits\.max_connections"),
         ({"idle_timeout": 0}, r"^limits\.idle_timeout"),
         ({"workers": -1}, r"^server\.workers: must be >= 0"),
         ({"workers": 2, "listen": (("127.0.0.1", 0),)}, r"^server\.workers: several workers"),

@@ -32,9 +32,9 @@ from turn_relay.auth.credentials import issue
 from turn_relay.config import (
     AllocationConfig,
     AuthConfig,
+    ChallengeBudgetConfig,
     ListenConfig,
     PeerPolicyConfig,
-    RateLimitConfig,
     RelayConfig,
     Secrets,
     ServerConfig,
@@ -68,7 +68,9 @@ def relay_config(
         relay=RelayConfig(("127.0.0.1",), ports[0], ports[1]),
         listen=ListenConfig(("127.0.0.1",), port, port, tls_port, cert, key),
         allocation=allocation or AllocationConfig(),
-        auth=AuthConfig(unauthorized_limit=RateLimitConfig(per_second=1000.0, burst=1000)),
+        auth=AuthConfig(
+            challenge_budget=ChallengeBudgetConfig(unproven_rate=1000.0, unproven_burst=1000)
+        ),
         peer_policy=PeerPolicyConfig(allowed_peers=("127.0.0.0/8",)),
     )
 
@@ -257,9 +259,9 @@ class EchoPeer(asyncio.DatagramProtocol):
 
 
 @contextlib.asynccontextmanager
-async def echo_peer() -> AsyncIterator[tuple[Address, EchoPeer]]:
+async def echo_peer(ip: str = "127.0.0.1") -> AsyncIterator[tuple[Address, EchoPeer]]:
     loop = asyncio.get_running_loop()
-    transport, protocol = await loop.create_datagram_endpoint(EchoPeer, local_addr=("127.0.0.1", 0))
+    transport, protocol = await loop.create_datagram_endpoint(EchoPeer, local_addr=(ip, 0))
     try:
         host, port = transport.get_extra_info("sockname")[:2]
         yield (host, port), protocol

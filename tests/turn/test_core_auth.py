@@ -19,7 +19,7 @@ from turn_testkit import (
 
 from stun_server.wire import Message, MessageClass, Method, encode, long_term_key, verify_integrity
 from stun_server.wire import attributes as attrs
-from turn_relay.auth.challenge import UnauthorizedRateLimiter
+from turn_relay.auth.challenge import ChallengeBudget, Rate
 from turn_relay.auth.credentials import issue
 from turn_relay.auth.longterm import LongTermAuth
 
@@ -179,7 +179,7 @@ def test_password_algorithm_without_algorithms_is_400() -> None:
 
 
 def test_401_challenges_are_rate_limited_per_source() -> None:
-    core = make_core(limiter=UnauthorizedRateLimiter(per_second=1.0, burst=3))
+    core = make_core(limiter=ChallengeBudget(unproven=Rate(1.0, 3)))
     client = Client.rest(core, T0)
     answered = [bool(responses(client.send(encode(allocate_request()), T0))) for _ in range(5)]
     assert answered == [True, True, True, False, False]
@@ -254,7 +254,7 @@ def test_stream_clients_are_not_rate_limited_for_challenges() -> None:
     """The 401 limiter is against reflection from spoofed UDP sources; TCP proved its source."""
     from turn_relay.core.allocation import Transport
 
-    core = make_core(limiter=UnauthorizedRateLimiter(per_second=1.0, burst=1))
+    core = make_core(limiter=ChallengeBudget(unproven=Rate(1.0, 1)))
     client = Client.rest(core, T0)
     client.five_tuple = five_tuple(transport=Transport.TCP)
     for _ in range(5):
@@ -263,7 +263,7 @@ def test_stream_clients_are_not_rate_limited_for_challenges() -> None:
 
 
 def test_udp_challenges_beyond_the_burst_are_dropped() -> None:
-    core = make_core(limiter=UnauthorizedRateLimiter(per_second=1.0, burst=1))
+    core = make_core(limiter=ChallengeBudget(unproven=Rate(1.0, 1)))
     client = Client.rest(core, T0)
     assert responses(client.send(encode(allocate_request()), T0))
     assert client.send(encode(allocate_request()), T0) == []

@@ -22,7 +22,7 @@ from turn_testkit import (
 from stun_server.wire import Message, MessageClass, Method, encode
 from stun_server.wire import attributes as attrs
 from turn_relay.auth.authenticate import FAILURE_REASONS, NONCE_REASONS
-from turn_relay.auth.challenge import UnauthorizedRateLimiter
+from turn_relay.auth.challenge import ChallengeBudget, Rate
 from turn_relay.auth.credentials import issue
 from turn_relay.core.relay import RelayCore
 from turn_relay.shell.metrics import HELP, DataPathStats, prometheus_text, snapshot
@@ -124,15 +124,17 @@ def test_stale_nonce_is_counted_apart_from_failures() -> None:
     assert stale(core) == {"stale-nonce": 1, "invalid-nonce": 1}
 
 
-def test_rate_limited_challenges_are_still_challenges() -> None:
-    core = make_core(limiter=UnauthorizedRateLimiter(per_second=1.0, burst=2))
+def test_challenges_count_what_was_sent_and_drops_count_apart() -> None:
+    """A dropped challenge is not a challenge: counting it too made each login that waited for
+    the budget (a client retransmitting) look like two or more challenges."""
+    core = make_core(limiter=ChallengeBudget(unproven=Rate(1.0, 2)))
     client = Client.rest(core, T0)
     request = Message(
         Method.ALLOCATE, MessageClass.REQUEST, attributes=[attrs.RequestedTransport(17)]
     )
     for _ in range(4):
         client.send(encode(request), T0)
-    assert core.stats.auth_challenges == 4
+    assert core.stats.auth_challenges == 2
     assert core.stats.rate_limited == 2
     assert failures(core) == {}
 

@@ -7,13 +7,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 COUNTED = re.compile(r'(?:_drop\(|dropped\[)"([a-z-]+)"')
+NAMED = re.compile(r'^[A-Z_]+ = "([a-z-]+)"  # a drop reason$', re.MULTILINE)  # _drop(NAME)
 DOCUMENTED = re.compile(r"^\s*\| `([a-z-]+)` \|", re.MULTILINE)
 
 
 def counted_reasons() -> set[str]:
     found: set[str] = set()
     for source in sorted((REPO / "turn_relay").rglob("*.py")):
-        found.update(COUNTED.findall(source.read_text(encoding="utf-8")))
+        text = source.read_text(encoding="utf-8")
+        found.update(COUNTED.findall(text))
+        found.update(NAMED.findall(text))
     return found
 
 

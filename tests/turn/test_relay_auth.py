@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from turn_relay.auth.challenge import UnauthorizedRateLimiter, source_key
+from turn_relay.auth.challenge import ChallengeBudget, Rate, source_key
 from turn_relay.auth.credentials import issue, rest_password
 from turn_relay.auth.longterm import AuthRejectedError, LongTermAuth, RejectReason
 
@@ -106,7 +106,7 @@ def test_secrets_stay_out_of_repr() -> None:
 
 
 def test_burst_then_refill() -> None:
-    limiter = UnauthorizedRateLimiter(per_second=2.0, burst=3)
+    limiter = ChallengeBudget(unproven=Rate(2.0, 3))
     assert [limiter.allow("192.0.2.1", 10.0) for _ in range(4)] == [True, True, True, False]
     assert limiter.allow("192.0.2.1", 10.4) is False  # 0.8 token
     assert limiter.allow("192.0.2.1", 10.5) is True  # 1.0 token
@@ -114,14 +114,14 @@ def test_burst_then_refill() -> None:
 
 
 def test_sources_are_independent() -> None:
-    limiter = UnauthorizedRateLimiter(per_second=1.0, burst=1)
+    limiter = ChallengeBudget(unproven=Rate(1.0, 1))
     assert limiter.allow("192.0.2.1", 0.0)
     assert not limiter.allow("192.0.2.1", 0.0)
     assert limiter.allow("192.0.2.2", 0.0)
 
 
 def test_ipv6_sources_share_their_slash_64() -> None:
-    limiter = UnauthorizedRateLimiter(per_second=1.0, burst=1)
+    limiter = ChallengeBudget(unproven=Rate(1.0, 1))
     assert limiter.allow("2001:db8:1:2::1", 0.0)
     assert not limiter.allow("2001:db8:1:2:ffff::9", 0.0)
     assert limiter.allow("2001:db8:1:3::1", 0.0)
@@ -136,7 +136,7 @@ def test_source_key() -> None:
 
 
 def test_refilled_buckets_are_forgotten() -> None:
-    limiter = UnauthorizedRateLimiter(per_second=1.0, burst=5)
+    limiter = ChallengeBudget(unproven=Rate(1.0, 5))
     for i in range(100):
         limiter.allow(f"192.0.2.{i}", 0.0)
     assert len(limiter) == 100
@@ -145,14 +145,14 @@ def test_refilled_buckets_are_forgotten() -> None:
 
 
 def test_memory_is_bounded() -> None:
-    limiter = UnauthorizedRateLimiter(per_second=0.001, burst=1, max_sources=10)
+    limiter = ChallengeBudget(unproven=Rate(0.001, 1), max_sources=10)
     for i in range(1000):
         limiter.allow(f"10.0.{i // 256}.{i % 256}", 1.0)
         assert len(limiter) <= 10
 
 
 def test_least_recently_seen_is_evicted_first() -> None:
-    limiter = UnauthorizedRateLimiter(per_second=0.001, burst=1, max_sources=2)
+    limiter = ChallengeBudget(unproven=Rate(0.001, 1), max_sources=2)
     assert limiter.allow("192.0.2.1", 0.0)
     assert limiter.allow("192.0.2.2", 0.0)
     assert not limiter.allow("192.0.2.1", 0.0)  # .1 is now the most recent
@@ -163,8 +163,8 @@ def test_least_recently_seen_is_evicted_first() -> None:
 
 def test_bad_limiter_settings() -> None:
     with pytest.raises(ValueError):
-        UnauthorizedRateLimiter(per_second=0, burst=1)
+        ChallengeBudget(unproven=Rate(0, 1))
     with pytest.raises(ValueError):
-        UnauthorizedRateLimiter(per_second=1, burst=0)
+        ChallengeBudget(unproven=Rate(1, 0))
     with pytest.raises(ValueError):
-        UnauthorizedRateLimiter(per_second=1, burst=1, max_sources=0)
+        ChallengeBudget(unproven=Rate(1, 1), max_sources=0)

@@ -125,7 +125,7 @@ def test_credentials_config_without_rest_secret(tmp_path: Path) -> None:
     config = tmp_path / "relay.toml"
     config.write_text('[server]\nrealm = "r"\n[relay]\naddresses = ["192.0.2.5"]\n')
     code, output = run("credentials", "--user", "a", "--config", str(config), "--url", URL)
-    assert code == 1
+    assert code == 2
     assert "names no REST secret" in output
 
 
@@ -151,7 +151,7 @@ def test_serve_reads_config_from_environment(tmp_path: Path) -> None:
 def test_serve_reports_config_errors(tmp_path: Path) -> None:
     config = write_config(tmp_path, extra="nonce_lifetime = -1")
     code, output = run("serve", "--config", str(config))
-    assert code == 1
+    assert code == 2
     assert "auth.nonce_lifetime: -1 must be greater than 0" in output
 
 
@@ -159,7 +159,7 @@ def test_serve_reports_secret_errors(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     (tmp_path / "rest-secrets").unlink()
     code, output = run("serve", "--config", str(config), "--check")
-    assert code == 1
+    assert code == 2
     assert "auth.rest_secrets_file" in output
 
 
@@ -246,9 +246,9 @@ def test_serve_api_port_from_flags_alone(tmp_path: Path) -> None:
     assert code == 0, output
     assert "hands out turn:turn.example.com:3478?transport=udp" in output
     code, output = run(*base, *api, "--listen", "0.0.0.0", "--relay-address", "127.0.0.1")
-    assert code == 1
+    assert code == 2
     assert "listen address 0.0.0.0 is a wildcard" in output
     assert "set server.public_host (--public-host) or api.urls" in output
     code, output = run(*base, "--api-port", "8080")
-    assert code == 1
+    assert code == 2
     assert "(--api-key-file)" in output

@@ -278,6 +278,27 @@ def test_explicit_urls_win() -> None:
             "auth.unauthorized_limit.per_second: -1 must be greater than 0",
         ),
         (
+            "auth.challenge_budget",
+            {"proven_burst": 0},
+            "auth.challenge_budget.proven_burst: 0 is out of range (at least 1)",
+        ),
+        (
+            "auth.challenge_budget",
+            {"total_rate": float("inf")},
+            "auth.challenge_budget.total_rate: inf is not a finite number",
+        ),
+        (
+            "auth.challenge_budget",
+            {"unproven_rate": float("nan")},
+            "auth.challenge_budget.unproven_rate: nan is not a finite number",
+        ),
+        ("auth.nonce_lifetime", float("nan"), "auth.nonce_lifetime: nan is not a finite number"),
+        (
+            "auth.challenge_budget",
+            {"proof_lifetime": -5.0},
+            "auth.challenge_budget.proof_lifetime: -5.0 must be greater than 0",
+        ),
+        (
             "peer_policy.allowed_peers",
             ["10.0.0.0/8", "10.0.0.1/8"],
             "peer_policy.allowed_peers[1]: '10.0.0.1/8': 10.0.0.1/8 has host bits set",

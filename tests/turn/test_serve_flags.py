@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from turnkit_testing.tls import make_certificate
 
 from turn_relay import cli
-from turn_relay.config import ConfigError, RateLimitConfig, ServerConfig, TurnConfig
+from turn_relay.config import ChallengeBudgetConfig, ConfigError, ServerConfig, TurnConfig
 from turn_relay.config.flags import ServeFlags, load, parse_port_range
 
 
@@ -172,7 +172,8 @@ def test_file_overrides_defaults_and_flags_override_the_file(tmp_path: Path) -> 
     assert from_file.server == ServerConfig("file", "file.test", 3)
     assert from_file.relay.addresses == ("127.0.0.2",)  # defaults to the file's listen address
     assert from_file.allocation.rfc5766_channels
-    assert from_file.auth.unauthorized_limit == RateLimitConfig(2.0, 30, 99)
+    old_table = ChallengeBudgetConfig(unproven_rate=2.0, unproven_burst=30, max_sources=99)
+    assert from_file.auth.challenge_budget == old_table
     flags = ServeFlags(
         realm="flag",
         public_host="flag.test",
@@ -186,7 +187,9 @@ def test_file_overrides_defaults_and_flags_override_the_file(tmp_path: Path) -> 
     assert overridden.server == ServerConfig("flag", "flag.test", 1)
     assert overridden.relay.addresses == ("127.0.0.3",)
     assert not overridden.allocation.rfc5766_channels
-    assert overridden.auth.unauthorized_limit == RateLimitConfig(0.5, 4, 99)  # the rest kept
+    assert overridden.auth.challenge_budget == ChallengeBudgetConfig(
+        unproven_rate=0.5, unproven_burst=4, max_sources=99
+    )  # the rest kept
 
 
 def test_api_listen_and_key_from_the_environment() -> None:
@@ -263,12 +266,17 @@ SHOWN: dict[str, Callable[[TurnConfig], str]] = {
     "rfc5766_channels": lambda c: (
         "--rfc5766-channels" if c.allocation.rfc5766_channels else "--rfc8656-channels"
     ),
-    "challenge_rate": lambda c: str(c.auth.unauthorized_limit.per_second),
-    "challenge_burst": lambda c: str(c.auth.unauthorized_limit.burst),
+    "challenge_rate": lambda c: str(c.auth.challenge_budget.unproven_rate),
+    "challenge_burst": lambda c: str(c.auth.challenge_budget.unproven_burst),
+    "proven_challenge_rate": lambda c: str(c.auth.challenge_budget.proven_rate),
+    "proven_challenge_burst": lambda c: str(c.auth.challenge_budget.proven_burst),
+    "challenge_proof_lifetime": lambda c: str(c.auth.challenge_budget.proof_lifetime),
+    "challenge_total_rate": lambda c: str(c.auth.challenge_budget.total_rate),
     "max_allocations_per_user": lambda c: str(c.quotas.max_allocations_per_user),
     "max_allocations": lambda c: str(c.quotas.max_allocations),
     "workers": lambda c: str(c.server.workers),
     "api_listen": lambda c: c.api.listen,
+    "kernel_offload": lambda c: c.offload.mode,
 }
 # defaults that are a rule rather than a value (tested above and in test_relay_config)
 DESCRIBED = {

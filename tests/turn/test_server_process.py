@@ -94,7 +94,7 @@ async def test_serve_refuses_to_start_without_credentials() -> None:
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     output, _ = await asyncio.wait_for(process.communicate(), 20)
-    assert process.returncode == 1
+    assert process.returncode == 2
     assert b"no credentials" in output
 
 

@@ -215,8 +215,10 @@ async def test_send_and_data_indications_take_the_fast_path_once_permitted(
 ) -> None:
     """After CreatePermission the sockets relay Send indications (XOR-PEER-ADDRESS and DATA
     in either order, as coturn's uclient sends DATA first) and Data indications back without
-    the core; DONT-FRAGMENT still goes through the core; the allocation's end ends it."""
-    async with running(relay_config()) as server, echo_peer() as (peer, echo):
+    the core; DONT-FRAGMENT still goes through the core; the allocation's end ends it. The
+    peer is not on the relay's own address: Send indications there always go through the core,
+    which checks the port (`test_own_peers`)."""
+    async with running(relay_config()) as server, echo_peer("127.0.0.2") as (peer, echo):
         client = await WireClient.over_udp(server.listening(Transport.UDP)[0])
         relayed = await client.allocate()
         assert (await client.permit(peer)).cls is MessageClass.SUCCESS
@@ -275,7 +277,10 @@ async def test_without_a_permission_send_indications_still_reach_the_core_and_di
 
 async def test_an_expired_permission_leaves_the_fast_path() -> None:
     short = AllocationConfig(permission_lifetime=1)
-    async with running(relay_config(allocation=short)) as server, echo_peer() as (peer, echo):
+    async with (
+        running(relay_config(allocation=short)) as server,
+        echo_peer("127.0.0.2") as (peer, echo),
+    ):
         client = await WireClient.over_udp(server.listening(Transport.UDP)[0])
         relayed = await client.allocate()
         await client.permit(peer)

@@ -22,7 +22,7 @@ from stun_server.wire import (
 )
 from stun_server.wire import attributes as attrs
 from turn_relay.auth.authenticate import Authenticator
-from turn_relay.auth.challenge import UnauthorizedRateLimiter
+from turn_relay.auth.challenge import ChallengeBudget
 from turn_relay.auth.credentials import issue
 from turn_relay.auth.longterm import LongTermAuth
 from turn_relay.auth.nonce import NonceIssuer
@@ -62,7 +62,7 @@ def make_core(
     *,
     relays: tuple[RelayAddress, ...] = (RELAY_V4,),
     allowed_peers: Sequence[str] = ("127.0.0.0/8", "::1/128"),
-    limiter: UnauthorizedRateLimiter | None = None,
+    limiter: ChallengeBudget | None = None,
     secrets: tuple[str, ...] = (SECRET,),
     nonce_lifetime: float = 600.0,
     **overrides: Any,

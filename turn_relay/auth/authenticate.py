@@ -1,7 +1,8 @@
 """The long-term credential mechanism on the server side (RFC 8489 section 9.2.4).
 
 Glue between a parsed request and the pure pieces: `turn_relay.auth` (who may log in, candidate
-passwords, REST expiry), `turn_relay.nonce` (stateless nonces, 438) and the per-source 401 limit.
+passwords, REST expiry), `turn_relay.nonce` (stateless nonces, 438) and the challenge budget
+(`turn_relay.auth.challenge`), which learns here which sources have authenticated.
 Order of checks, as RFC 8489 9.2.4 lists them:
 
 1. no MESSAGE-INTEGRITY(-SHA256): 401 with REALM, NONCE (and PASSWORD-ALGORITHMS);
@@ -28,7 +29,7 @@ from stun_server.wire import Message, long_term_key, verify_integrity
 from stun_server.wire import attributes as attrs
 from stun_server.wire.attributes import PASSWORD_ALGORITHM_MD5, PASSWORD_ALGORITHM_SHA256
 
-from .challenge import UnauthorizedRateLimiter
+from .challenge import ChallengeBudget
 from .longterm import AuthRejected, Credential, LongTermAuth, RejectReason
 from .nonce import InvalidNonce, NonceIssuer, SecurityFeature, StaleNonce, security_features
 
@@ -87,7 +88,7 @@ class Rejected:
     code: int  # 400, 401 or 438
     attributes: tuple[attrs.AnyAttribute, ...]  # REALM, NONCE, PASSWORD-ALGORITHMS (401/438)
     why: str  # for logs and metrics: NO_CREDENTIALS, one of FAILURE_REASONS or NONCE_REASONS
-    send: bool = True  # False: the source hit the 401 rate limit; drop silently
+    send: bool = True  # False: the challenge budget is spent; drop silently
     expired_allocation: bool = False  # the allocation's own credential has expired
 
     @property
@@ -101,7 +102,7 @@ class Authenticator:
         self,
         auth: LongTermAuth,
         nonces: NonceIssuer,
-        limiter: UnauthorizedRateLimiter | None = None,
+        limiter: ChallengeBudget | None = None,
     ) -> None:
         self.auth = auth  # replaced as a whole on SIGHUP
         self.nonces = nonces
@@ -123,8 +124,9 @@ class Authenticator:
     ) -> Authenticated | Rejected:
         """Authenticate ``message`` from ``client_ip``; ``allocation`` is the one it refers to.
 
-        ``rate_limited`` is False for TCP/TLS clients: the 401 limiter is there against
+        ``rate_limited`` is False for TCP/TLS clients: the challenge budget is there against
         reflection from spoofed UDP sources, and a stream's handshake proved its source.
+        Every authenticated request proves its source to the budget (any transport).
         """
         if message.integrity_offset is None and message.integrity_sha256_offset is None:
             return self._challenge(401, NO_CREDENTIALS, client_ip, now, rate_limited)
@@ -157,6 +159,8 @@ class Authenticator:
             why = STALE_NONCE if isinstance(exc, StaleNonce) else INVALID_NONCE
             return self._challenge(438, why, client_ip, now, rate_limited)
         integrity = "sha256" if message.integrity_sha256_offset is not None else "sha1"
+        if self.limiter is not None:
+            self.limiter.prove(client_ip, now)
         return Authenticated(credential, key, integrity)
 
     def is_revoked(self, user: str, wall_now: float) -> bool:

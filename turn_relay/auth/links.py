@@ -5,9 +5,11 @@ Sans-I/O: every function takes ``now`` (Unix seconds) and reads no clock. A toke
     base64url(payload) "." base64url(HMAC-SHA256(secret, DOMAIN + payload))
 
 without padding, where ``payload`` is the UTF-8 JSON ``{"id": test_id, "exp": expires_at,
-"note": note}``. The MAC is computed over the payload bytes exactly as sent (so the JSON needs
-no canonical form) after a domain prefix, so a token can never be mistaken for anything else
-signed with the same secret (the TURN REST secret, say). Verification tries every secret given
+"note": note}``, plus ``"sig": url`` when the link names the app's signaling URL (the page
+checks a WebSocket round trip to it, so it is signed like the rest). The MAC is computed over
+the payload bytes exactly as sent (so the JSON needs no canonical form) after a domain prefix,
+so a token can never be mistaken for anything else signed with the same secret (the TURN REST
+secret, say). Verification tries every secret given
 (rotation: mint with the first, accept any), compares in constant time, and only then parses
 the payload. Whether a token was already used is not decided here (that needs state).
 """
@@ -31,6 +33,8 @@ MAX_NOTE_BYTES = 200
 #: longer than any token this module mints: longer input is refused before decoding
 MAX_TOKEN_CHARS = 1024
 MAC_BYTES = 32
+MAX_SIGNALING_CHARS = 300
+_SIGNALING_PATTERN = re.compile(r"wss?://[!-~]+")
 
 Secret = str | bytes
 
@@ -58,15 +62,29 @@ class LinkClaims:
     note: str | None
     #: which of the secrets given signed it (0 = the current one)
     secret_index: int
+    #: the app's ``ws:``/``wss:`` signaling URL the page also checks, if the link names one
+    signaling: str | None = None
 
 
-def mint(secret: Secret, test_id: str, expires_at: int, note: str | None, now: float) -> str:
+def mint(
+    secret: Secret,
+    test_id: str,
+    expires_at: int,
+    note: str | None,
+    now: float,
+    *,
+    signaling: str | None = None,
+) -> str:
     """A token for ``test_id`` valid until ``expires_at`` (Unix seconds, after ``now``)."""
     _check_claims(test_id, expires_at, note)
+    _check_signaling(signaling)
     if expires_at <= now:
         raise LinkError(f"expires_at {expires_at} is not after now ({now:.0f})")
+    claims: dict[str, object] = {"id": test_id, "exp": expires_at, "note": note}
+    if signaling is not None:
+        claims["sig"] = signaling
     payload = json.dumps(
-        {"id": test_id, "exp": expires_at, "note": note},
+        claims,
         ensure_ascii=False,
         separators=(",", ":"),
     ).encode("utf-8")
@@ -130,21 +148,24 @@ def _parse(payload: bytes, index: int) -> LinkClaims | Refusal:
         document = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         return _malformed("the payload is not JSON")
-    if not isinstance(document, dict) or set(document) != {"id", "exp", "note"}:
+    if not isinstance(document, dict) or set(document) - {"sig"} != {"id", "exp", "note"}:
         return _malformed("the payload has other fields")
     test_id, expires_at, note = document["id"], document["exp"], document["note"]
+    signaling = document.get("sig")
     if (
         not isinstance(test_id, str)
         or not isinstance(expires_at, int)
         or isinstance(expires_at, bool)
         or not (note is None or isinstance(note, str))
+        or not (signaling is None or isinstance(signaling, str))
     ):
         return _malformed("a field has the wrong type")
     try:
         _check_claims(test_id, expires_at, note)
+        _check_signaling(signaling)
     except LinkError as error:
         return _malformed(str(error))
-    return LinkClaims(test_id, expires_at, note, index)
+    return LinkClaims(test_id, expires_at, note, index, signaling)
 
 
 def _check_claims(test_id: str, expires_at: int, note: str | None) -> None:
@@ -154,6 +175,13 @@ def _check_claims(test_id: str, expires_at: int, note: str | None) -> None:
         raise LinkError("expires_at must not be negative")
     if note is not None and len(note.encode("utf-8")) > MAX_NOTE_BYTES:
         raise LinkError(f"the note is longer than {MAX_NOTE_BYTES} bytes")
+
+
+def _check_signaling(url: str | None) -> None:
+    if url is None:
+        return
+    if len(url) > MAX_SIGNALING_CHARS or not _SIGNALING_PATTERN.fullmatch(url):
+        raise LinkError(f"signaling URL {url!r}: a ws:// or wss:// URL of printable ASCII")
 
 
 def _malformed(detail: str) -> Refusal:

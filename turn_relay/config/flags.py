@@ -20,6 +20,7 @@ from turn_relay.config import (
     default_relay_addresses,
     parse,
 )
+from turn_relay.config.reader import not_utf8
 
 Document = dict[str, object]
 
@@ -48,14 +49,19 @@ class ServeFlags:
     api_key_file: Path | None = None
     api_key_env: str | None = None
     rfc5766_channels: bool | None = None
-    challenge_rate: float | None = None  # auth.unauthorized_limit.per_second
-    challenge_burst: int | None = None  # auth.unauthorized_limit.burst
+    challenge_rate: float | None = None  # auth.challenge_budget.unproven_rate
+    challenge_burst: int | None = None  # auth.challenge_budget.unproven_burst
+    proven_challenge_rate: float | None = None  # auth.challenge_budget.proven_rate
+    proven_challenge_burst: int | None = None  # auth.challenge_budget.proven_burst
+    challenge_proof_lifetime: float | None = None  # auth.challenge_budget.proof_lifetime
+    challenge_total_rate: float | None = None  # auth.challenge_budget.total_rate
     workers: int | None = None
     state_dir: Path | None = None
     drain_seconds: int | None = None
     alternates: tuple[str, ...] = ()  # server.alternates
     admin_key_file: Path | None = None
     admin_key_env: str | None = None
+    kernel_offload: str | None = None  # offload.mode: off, auto, on
 
 
 def parse_port_range(text: str) -> tuple[int, int]:
@@ -158,15 +164,33 @@ def _apply(document: Document, flags: ServeFlags) -> None:
         ("--admin-key-file", "--admin-key-env"),
     )
     _put(document, "allocation", "rfc5766_channels", flags.rfc5766_channels)
-    if flags.challenge_rate is not None or flags.challenge_burst is not None:
-        auth = _section(document, "auth")
-        limit = auth.setdefault("unauthorized_limit", {})
-        if not isinstance(limit, dict):
-            raise ConfigError("auth.unauthorized_limit: expected a table")
-        if flags.challenge_rate is not None:
-            limit["per_second"] = flags.challenge_rate
-        if flags.challenge_burst is not None:
-            limit["burst"] = flags.challenge_burst
+    _put(document, "offload", "mode", flags.kernel_offload)
+    _apply_budget(document, flags)
+
+
+_OLD_BUDGET_KEYS = {"per_second": "unproven_rate", "burst": "unproven_burst"}
+
+
+def _apply_budget(document: Document, flags: ServeFlags) -> None:
+    given = {
+        "unproven_rate": flags.challenge_rate,
+        "unproven_burst": flags.challenge_burst,
+        "proven_rate": flags.proven_challenge_rate,
+        "proven_burst": flags.proven_challenge_burst,
+        "proof_lifetime": flags.challenge_proof_lifetime,
+        "total_rate": flags.challenge_total_rate,
+    }
+    given = {key: value for key, value in given.items() if value is not None}
+    if not given:
+        return
+    auth = _section(document, "auth")
+    old = auth.pop("unauthorized_limit", None)  # the file's old table, under its new names
+    budget = auth.setdefault("challenge_budget", {})
+    if not isinstance(budget, dict) or (old is not None and not isinstance(old, dict)):
+        raise ConfigError("auth.challenge_budget: expected a table")
+    if old is not None:
+        budget.update({_OLD_BUDGET_KEYS.get(key, key): value for key, value in old.items()})
+    budget.update(given)
 
 
 def load(config_path: Path | None, flags: ServeFlags) -> TurnConfig:
@@ -177,6 +201,8 @@ def load(config_path: Path | None, flags: ServeFlags) -> TurnConfig:
             document = tomllib.loads(config_path.read_text(encoding="utf-8"))
         except OSError as exc:
             raise ConfigError(f"{config_path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{config_path}: {not_utf8(exc)}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{config_path}: TOML syntax: {exc}") from None
     _apply(document, flags)

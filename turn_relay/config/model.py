@@ -31,8 +31,9 @@ class ServerConfig:
     realm: str = DEFAULT_REALM
     public_host: str | None = None  # DNS name (or IP) put into generated TURN URLs
     workers: int = 1  # 0 = one per CPU core
-    # Where the relay keeps what must survive a restart (revocations.sqlite3); None: nowhere,
-    # and `turn-relay revoke` is refused rather than forgotten at the next start.
+    # Where the relay keeps what must survive a restart (revocations.sqlite3, the check
+    # page's reports.sqlite3); None: nowhere: `turn-relay revoke` is refused rather than
+    # forgotten at the next start, and the check page is off.
     state_dir: Path | None = None
     # SIGTERM drains for this long first (no new allocations, /healthz 503) before stopping;
     # 0 stops at once. `turn-relay drain` drains without a signal.
@@ -56,6 +57,11 @@ class ListenConfig:
     tls_port: int = 0
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    # TCP/TLS client connections. The relay lowers both caps to what its file descriptor
+    # limit allows (each connection may hold a relay socket too): see docs/operations.md.
+    max_stream_connections: int = 20_000
+    max_stream_connections_per_source: int = 2_000  # one IP (IPv6: /64), e.g. an office
+    stream_setup_timeout: float = 10.0  # seconds a connection may live without an allocation
 
     def listeners(self) -> tuple[Listener, ...]:
         ports = (("udp", self.udp_port), ("tcp", self.tcp_port), ("tls", self.tls_port))
@@ -105,10 +111,18 @@ class QuotaConfig:  # 0 = unlimited everywhere
 
 
 @dataclass(frozen=True, slots=True)
-class RateLimitConfig:  # 401/438 answers per UDP source (IPv6: per /64); a token bucket
-    per_second: float = 1.0
-    burst: int = 10
-    max_sources: int = 65_536
+class ChallengeBudgetConfig:
+    """401/438 answers over UDP (`turn_relay.auth.challenge`): token buckets per source IP
+    (IPv6: per /64), large for sources that authenticated within ``proof_lifetime`` seconds,
+    small for the others, plus one cap over all sources (burst: one second's worth)."""
+
+    unproven_rate: float = 5.0  # per second, to a source that has not authenticated
+    unproven_burst: int = 20
+    proven_rate: float = 200.0  # per second, to a source that authenticated recently
+    proven_burst: int = 1000
+    proof_lifetime: float = 600.0  # seconds an authenticated request keeps its source proven
+    total_rate: float = 5000.0  # per second, over all sources
+    max_sources: int = 65_536  # buckets (and proofs) kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +133,7 @@ class AuthConfig:
     separator: str = DEFAULT_SEPARATOR
     strict_expiry: bool = True
     nonce_lifetime: float = 600.0
-    unauthorized_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
+    challenge_budget: ChallengeBudgetConfig = field(default_factory=ChallengeBudgetConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,12 +156,74 @@ class ApiConfig:
     urls: tuple[str, ...] = ()
     default_ttl: int = 3600
     max_ttl: int = 86400
+    # HTTPS for the API (the check page is opened by browsers on the internet); may name the
+    # same files as listen.tls_cert_file/tls_key_file. None: plain HTTP.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckConfig:
+    """The check page (`turn-relay link`, ``/check/<token>``): on when a link secret is named."""
+
+    link_secrets_file: Path | None = None  # one secret per line, the first one signs links
+    link_secrets_env: str | None = None  # or: an env var with comma-separated secrets
+    link_ttl: int = 86400  # how long a link minted by `turn-relay link` stays valid
+    credential_ttl: int = 900  # the page's TURN credentials
+    # The API as users' browsers reach it, e.g. https://turn.example.com:8443; None: derived
+    # from server.public_host (else api.listen), api.port and whether the API has TLS.
+    public_url: str | None = None
+    page_loads_per_minute: int = 30  # per source address (IPv6: per /64); 429 beyond
+    uploads_per_minute: int = 6
+
+    @property
+    def enabled(self) -> bool:
+        return self.link_secrets_file is not None or self.link_secrets_env is not None
 
 
 @dataclass(frozen=True, slots=True)
 class MetricsConfig:
     enabled: bool = True  # served at /metrics by the HTTP API
     require_api_key: bool = False
+
+
+OFFLOAD_MODES = ("off", "auto", "on")
+
+
+@dataclass(frozen=True, slots=True)
+class OffloadConfig:
+    """The kernel data path for UDP ChannelData (`turn_relay.offload`).
+
+    ``mode``: "off" (userspace only), "auto" (the kernel when it can, else userspace and one log
+    line saying why), "on" (the kernel or the relay does not start). Off by default: attaching
+    to the host's interfaces puts channel traffic past the host firewall, so it is a choice.
+    ``object_file``: the built eBPF object (default: ``$TURNKIT_OFFLOAD_OBJECT``, else where
+    ``python -m turn_relay.offload.build`` puts it). ``interfaces``: where to attach (default:
+    the interfaces holding the listen and relay addresses).
+    """
+
+    mode: str = "off"
+    object_file: Path | None = None
+    interfaces: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RendezvousConfig:
+    """Signaling rooms for peer tests (`turn_relay.config.rendezvous`); on with a secret."""
+
+    pairing_secrets_file: Path | None = None  # one secret per line, the first one signs
+    pairing_secrets_env: str | None = None  # or: an env var with comma-separated secrets
+    max_room_ttl: int = 1800  # seconds a room lives at most, whatever its token says
+    max_rooms: int = 256  # live rooms and remembered ended ones together
+    max_message_bytes: int = 16384  # one signaling message (an SDP with candidates: ~5 KiB)
+    messages_per_second: float = 20.0  # per party, a token bucket ...
+    message_burst: int = 200  # ... of this size (trickled candidates come in bursts)
+    joins_per_minute: int = 30  # joins and code look-ups per source address (IPv6: per /64)
+    turn_ttl: int = 1800  # the per-room TURN credentials handed to both parties
+
+    @property
+    def enabled(self) -> bool:
+        return self.pairing_secrets_file is not None or self.pairing_secrets_env is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +258,9 @@ class TurnConfig:
     api: ApiConfig = field(default_factory=ApiConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     fleet: FleetConfig = field(default_factory=FleetConfig)
+    offload: OffloadConfig = field(default_factory=OffloadConfig)
+    rendezvous: RendezvousConfig = field(default_factory=RendezvousConfig)
+    check: CheckConfig = field(default_factory=CheckConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +272,8 @@ class Secrets:
     api_key: str | None = field(default=None, repr=False)
     admin_key: str | None = field(default=None, repr=False)
     redis_password: str | None = field(default=None, repr=False)
+    pairing_secrets: tuple[str, ...] = field(default=(), repr=False)  # signing one first
+    check_link_secrets: tuple[str, ...] = field(default=(), repr=False)  # signing one first
 
 
 _RELAY = RelayConfig(())

@@ -16,26 +16,32 @@ from types import MappingProxyType
 from .model import (
     DEFAULT_PORT_RANGE,
     DEFAULT_REALM,
+    OFFLOAD_MODES,
     AllocationConfig,
     ApiConfig,
     AuthConfig,
+    ChallengeBudgetConfig,
+    CheckConfig,
     ConfigError,
     FleetConfig,
     ListenConfig,
     MetricsConfig,
+    OffloadConfig,
     PeerPolicyConfig,
     QuotaConfig,
-    RateLimitConfig,
     RelayConfig,
     ServerConfig,
     TurnConfig,
 )
+from .rendezvous import parse_rendezvous
 from .table import Table, check_ip, check_networks, one_source
 from .urls import url_hosts
 
 _SERVER, _LISTEN, _ALLOCATION = ServerConfig(), ListenConfig(), AllocationConfig()
-_QUOTAS, _LIMIT, _AUTH, _API = QuotaConfig(), RateLimitConfig(), AuthConfig(), ApiConfig()
+_QUOTAS, _BUDGET, _AUTH, _API = QuotaConfig(), ChallengeBudgetConfig(), AuthConfig(), ApiConfig()
 _METRICS = MetricsConfig()
+_OFFLOAD = OffloadConfig()
+_CHECK = CheckConfig()
 
 
 def _server(table: Table) -> ServerConfig:
@@ -94,6 +100,11 @@ def _listen(table: Table) -> ListenConfig:
     tcp = table.integer("tcp_port", _LISTEN.tcp_port, 0, 65535)
     tls = table.integer("tls_port", _LISTEN.tls_port, 0, 65535)
     cert, key = table.optional_path("tls_cert_file"), table.optional_path("tls_key_file")
+    max_streams = table.integer("max_stream_connections", _LISTEN.max_stream_connections, 1)
+    per_source = table.integer(
+        "max_stream_connections_per_source", _LISTEN.max_stream_connections_per_source, 1
+    )
+    setup_timeout = table.positive_number("stream_setup_timeout", _LISTEN.stream_setup_timeout)
     table.finish()
     if not (udp or tcp or tls):
         raise table.fail("udp_port", "udp_port, tcp_port and tls_port are all 0: nothing listens")
@@ -102,7 +113,10 @@ def _listen(table: Table) -> ListenConfig:
     for name, path in (("tls_cert_file", cert), ("tls_key_file", key)):
         if tls and path is None:
             raise table.fail(name, "required when listen.tls_port is not 0")
-    return ListenConfig(addresses, udp, tcp, tls, cert, key)
+        if not tls and path is not None:
+            problem = "given but listen.tls_port is 0: set it (--tls-port) or drop this"
+            raise table.fail(name, problem)
+    return ListenConfig(addresses, udp, tcp, tls, cert, key, max_streams, per_source, setup_timeout)
 
 
 def _port_range(table: Table) -> tuple[int, int]:
@@ -211,14 +225,52 @@ def _quotas(table: Table) -> QuotaConfig:
     return quotas
 
 
-def _rate_limit(table: Table) -> RateLimitConfig:
-    limit = RateLimitConfig(
-        table.positive_number("per_second", _LIMIT.per_second),
-        table.integer("burst", _LIMIT.burst, 1),
-        table.integer("max_sources", _LIMIT.max_sources, 1),
+BUDGET_KEYS = (
+    "unproven_rate",
+    "unproven_burst",
+    "proven_rate",
+    "proven_burst",
+    "proof_lifetime",
+    "total_rate",
+    "max_sources",
+)
+
+
+def _challenge_budget(table: Table) -> ChallengeBudgetConfig:
+    budget = ChallengeBudgetConfig(
+        table.positive_number("unproven_rate", _BUDGET.unproven_rate),
+        table.integer("unproven_burst", _BUDGET.unproven_burst, 1),
+        table.positive_number("proven_rate", _BUDGET.proven_rate),
+        table.integer("proven_burst", _BUDGET.proven_burst, 1),
+        table.positive_number("proof_lifetime", _BUDGET.proof_lifetime),
+        table.positive_number("total_rate", _BUDGET.total_rate),
+        table.integer("max_sources", _BUDGET.max_sources, 1),
     )
     table.finish()
-    return limit
+    return budget
+
+
+def _old_unauthorized_limit(table: Table) -> ChallengeBudgetConfig:
+    """``[auth.unauthorized_limit]`` (one bucket per source) as it was: it now sets the
+    unproven sources' bucket of `ChallengeBudgetConfig`."""
+    budget = ChallengeBudgetConfig(
+        unproven_rate=table.positive_number("per_second", _BUDGET.unproven_rate),
+        unproven_burst=table.integer("burst", _BUDGET.unproven_burst, 1),
+        max_sources=table.integer("max_sources", _BUDGET.max_sources, 1),
+    )
+    table.finish()
+    return budget
+
+
+def _budget_of(table: Table) -> ChallengeBudgetConfig:
+    if table.has("unauthorized_limit") and table.has("challenge_budget"):
+        raise table.fail(
+            "unauthorized_limit",
+            "replaced by auth.challenge_budget (" + ", ".join(BUDGET_KEYS) + "); give only that",
+        )
+    if table.has("unauthorized_limit"):
+        return _old_unauthorized_limit(table.table("unauthorized_limit"))
+    return _challenge_budget(table.table("challenge_budget"))
 
 
 def _auth(table: Table) -> AuthConfig:
@@ -229,10 +281,10 @@ def _auth(table: Table) -> AuthConfig:
         raise table.fail("separator", f"{separator!r} must be one printable non-digit character")
     strict_expiry = table.boolean("strict_expiry", _AUTH.strict_expiry)
     nonce_lifetime = table.positive_number("nonce_lifetime", _AUTH.nonce_lifetime)
-    limit = _rate_limit(table.table("unauthorized_limit"))
+    budget = _budget_of(table)
     table.finish()
     return AuthConfig(
-        users_file, secrets_file, secrets_env, separator, strict_expiry, nonce_lifetime, limit
+        users_file, secrets_file, secrets_env, separator, strict_expiry, nonce_lifetime, budget
     )
 
 
@@ -261,7 +313,10 @@ def _api(table: Table, server: ServerConfig, listen: ListenConfig, relay: RelayC
     _check_urls(table, urls)
     default_ttl = table.integer("default_ttl", _API.default_ttl, 1)
     max_ttl = table.integer("max_ttl", _API.max_ttl, 1)
+    tls_cert, tls_key = table.optional_path("tls_cert_file"), table.optional_path("tls_key_file")
     table.finish()
+    if (tls_cert is None) != (tls_key is None):
+        raise table.fail("tls_cert_file", "set api.tls_cert_file and api.tls_key_file together")
     if default_ttl > max_ttl:
         raise table.fail("default_ttl", f"{default_ttl} > api.max_ttl {max_ttl}")
     if enabled and key_file is None and key_env is None:
@@ -284,6 +339,8 @@ def _api(table: Table, server: ServerConfig, listen: ListenConfig, relay: RelayC
         urls,
         default_ttl,
         max_ttl,
+        tls_cert_file=tls_cert,
+        tls_key_file=tls_key,
     )
 
 
@@ -333,6 +390,42 @@ def _fleet(table: Table, listen: ListenConfig) -> FleetConfig:
     return fleet
 
 
+def _offload(table: Table) -> OffloadConfig:
+    mode = table.text("mode", _OFFLOAD.mode)
+    if mode not in OFFLOAD_MODES:
+        raise table.fail("mode", f"{mode!r} is not one of {', '.join(OFFLOAD_MODES)}")
+    offload = OffloadConfig(
+        mode, table.optional_path("object_file"), table.text_list("interfaces", ())
+    )
+    table.finish()
+    return offload
+
+
+def _check(table: Table, server: ServerConfig, api: ApiConfig) -> CheckConfig:
+    secrets_file, secrets_env = one_source(table, "link_secrets_file", "link_secrets_env")
+    public_url = table.optional_text("public_url")
+    if public_url is not None and not public_url.startswith(("https://", "http://")):
+        raise table.fail("public_url", f"{public_url!r} must start with https:// or http://")
+    check = CheckConfig(
+        link_secrets_file=secrets_file,
+        link_secrets_env=secrets_env,
+        link_ttl=table.integer("link_ttl", _CHECK.link_ttl, 60, 30 * 86400),
+        credential_ttl=table.integer("credential_ttl", _CHECK.credential_ttl, 60, 86400),
+        public_url=public_url.rstrip("/") if public_url else None,
+        page_loads_per_minute=table.integer(
+            "page_loads_per_minute", _CHECK.page_loads_per_minute, 1
+        ),
+        uploads_per_minute=table.integer("uploads_per_minute", _CHECK.uploads_per_minute, 1),
+    )
+    table.finish()
+    key = "link_secrets_file" if secrets_file is not None else "link_secrets_env"
+    if check.enabled and not api.enabled:
+        raise table.fail(key, "the check page needs api.enabled (--api-port)")
+    if check.enabled and server.state_dir is None:
+        raise table.fail(key, "the check page needs server.state_dir (reports)")
+    return check
+
+
 # Entry points.
 
 
@@ -342,6 +435,7 @@ def parse(data: Mapping[str, object]) -> TurnConfig:
     server = _server(root.table("server"))
     listen = _listen(root.table("listen"))
     relay = _relay(root.table("relay"), listen)
+    api = _api(root.table("api"), server, listen, relay)
     config = TurnConfig(
         server=server,
         relay=relay,
@@ -350,12 +444,19 @@ def parse(data: Mapping[str, object]) -> TurnConfig:
         quotas=_quotas(root.table("quotas")),
         auth=_auth(root.table("auth")),
         peer_policy=_peer_policy(root.table("peer_policy")),
-        api=_api(root.table("api"), server, listen, relay),
+        api=api,
         metrics=_metrics(root.table("metrics")),
         fleet=_fleet(root.table("fleet"), listen),
+        offload=_offload(root.table("offload")),
+        rendezvous=parse_rendezvous(root.table("rendezvous"), api.enabled),
+        check=_check(root.table("check"), server, api),
     )
     root.finish()
     return config
+
+
+def not_utf8(exc: UnicodeDecodeError) -> str:
+    return f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
 
 
 def loads(text: str) -> TurnConfig:
@@ -370,6 +471,8 @@ def load(path: str | os.PathLike[str]) -> TurnConfig:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: {not_utf8(exc)}") from None
     try:
         return loads(text)
     except ConfigError as exc:

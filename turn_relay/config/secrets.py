@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
-from .model import ApiConfig, AuthConfig, ConfigError, FleetConfig, Secrets, TurnConfig
+from .model import ApiConfig, AuthConfig, CheckConfig, ConfigError, FleetConfig, Secrets, TurnConfig
+from .reader import not_utf8
+from .rendezvous import load_pairing_secrets
 
 
 def _meaningful_lines(path: Path, key: str) -> list[tuple[int, str]]:
@@ -15,6 +17,8 @@ def _meaningful_lines(path: Path, key: str) -> list[tuple[int, str]]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{key}: {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{key}: {path}: {not_utf8(exc)}") from None
     lines = ((number, line.strip()) for number, line in enumerate(text.splitlines(), 1))
     return [(number, line) for number, line in lines if line and not line.startswith("#")]
 
@@ -85,6 +89,29 @@ def _key(file: Path | None, env: str | None, prefix: str, environ: Mapping[str, 
     return key
 
 
+_MIN_LINK_SECRET_CHARS = 16
+
+
+def load_check_link_secrets(
+    check: CheckConfig, environ: Mapping[str, str] | None = None
+) -> tuple[str, ...]:
+    """The check-link secrets (empty when the check page is off), the signing one first."""
+    environ = os.environ if environ is None else environ
+    if check.link_secrets_file is not None:
+        name = "check.link_secrets_file"
+        secrets = [line for _, line in _meaningful_lines(check.link_secrets_file, name)]
+    elif check.link_secrets_env is not None:
+        name = "check.link_secrets_env"
+        secrets = _from_env(check.link_secrets_env, name, environ)
+    else:
+        return ()
+    if not secrets:
+        raise ConfigError(f"{name}: holds no secret")
+    if any(len(secret) < _MIN_LINK_SECRET_CHARS for secret in secrets):
+        raise ConfigError(f"{name}: every secret must be at least {_MIN_LINK_SECRET_CHARS} chars")
+    return tuple(secrets)
+
+
 def load_secrets(config: TurnConfig, environ: Mapping[str, str] | None = None) -> Secrets:
     """Read REST secrets, static users and the API key from where the config points.
 
@@ -98,6 +125,8 @@ def load_secrets(config: TurnConfig, environ: Mapping[str, str] | None = None) -
         api_key=api_key,
         admin_key=_admin_key(config.api, env, api_key) if config.api.enabled else None,
         redis_password=_redis_password(config.fleet, env),
+        pairing_secrets=load_pairing_secrets(config.rendezvous, env),
+        check_link_secrets=load_check_link_secrets(config.check, env),
     )
 
 

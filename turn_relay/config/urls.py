@@ -67,3 +67,28 @@ def ice_urls(config: TurnConfig) -> tuple[str, ...]:
         )
         urls += [url for port, url in candidates if port]
     return tuple(urls)
+
+
+def api_base_url(config: TurnConfig) -> str:
+    """The HTTP API as browsers reach it: ``check.public_url``, else derived from
+    ``server.public_host`` (else ``api.listen``), ``api.port`` and whether the API has TLS."""
+    if config.check.public_url:
+        return config.check.public_url
+    api = config.api
+    scheme = "https" if api.tls_cert_file is not None else "http"
+    host = _bracketed(config.server.public_host or api.listen)
+    default_port = 443 if scheme == "https" else 80
+    return f"{scheme}://{host}" + ("" if api.port == default_port else f":{api.port}")
+
+
+def check_stun_urls(config: TurnConfig) -> tuple[str, ...]:
+    """``stun:`` URLs for the relay's own UDP listeners (it answers Binding on them), one per
+    host of `url_hosts`; two hosts let the check page compare mappings. Empty without UDP or
+    when ``api.urls`` is configured (the hosts are then the operator's to name)."""
+    if not config.listen.udp_port or config.api.urls:
+        return ()
+    try:
+        hosts = url_hosts(config.server, config.listen, config.relay)
+    except ValueError as exc:
+        raise ConfigError(f"api.urls: {exc}") from None
+    return tuple(f"stun:{_bracketed(host)}:{config.listen.udp_port}" for host in hosts)

@@ -7,7 +7,7 @@ import time
 from ipaddress import ip_address, ip_network
 
 from turn_relay.auth.authenticate import Authenticator
-from turn_relay.auth.challenge import UnauthorizedRateLimiter
+from turn_relay.auth.challenge import ChallengeBudget, Rate
 from turn_relay.auth.longterm import LongTermAuth
 from turn_relay.auth.nonce import NonceIssuer, new_key
 from turn_relay.config import Secrets, TurnConfig
@@ -45,13 +45,23 @@ def build_core(
     )
     if ports is not None:
         settings = dataclasses.replace(settings, port_min=ports[0], port_max=ports[1])
-    limit = config.auth.unauthorized_limit
     authenticator = Authenticator(
         long_term_auth(config, secrets),
         NonceIssuer(nonce_key or new_key(), lifetime=config.auth.nonce_lifetime),
-        UnauthorizedRateLimiter(limit.per_second, limit.burst, limit.max_sources),
+        challenge_budget(config),
     )
     return RelayCore(settings, authenticator, peer_policy(config), wall_offset=wall_offset())
+
+
+def challenge_budget(config: TurnConfig) -> ChallengeBudget:
+    budget = config.auth.challenge_budget
+    return ChallengeBudget(
+        unproven=Rate(budget.unproven_rate, budget.unproven_burst),
+        proven=Rate(budget.proven_rate, budget.proven_burst),
+        total=Rate(budget.total_rate, max(1.0, budget.total_rate)),  # one second's worth
+        proof_lifetime=budget.proof_lifetime,
+        max_sources=budget.max_sources,
+    )
 
 
 def peer_policy(config: TurnConfig) -> PeerPolicy:
@@ -103,4 +113,5 @@ def settings_from_config(
         legacy_channels=legacy_channels or config.allocation.rfc5766_channels,
         software=software,
         alternates=config.server.alternates,
+        listeners=tuple((x.address, x.port) for x in config.listen.listeners()),
     )

@@ -30,3 +30,15 @@ class TokenBucket:
             return False
         self.tokens -= amount
         return True
+
+    def spend(self, amount: int, now: float) -> bool:
+        """Charge ``amount`` bytes already relayed elsewhere (the kernel data path, counted
+        after the fact): the bucket may go into debt, which later packets repay before any is
+        let through. True while the bucket is not in debt."""
+        self.take(0, now)  # refill up to now
+        self.tokens -= amount
+        return self.tokens >= 0
+
+    def in_debt(self, now: float) -> bool:
+        self.take(0, now)
+        return self.tokens < 0

@@ -46,6 +46,29 @@ def is_send_indication(data: bytes) -> bool:
     return data[:2] == _SEND_INDICATION
 
 
+_MESSAGE_INTEGRITY = 0x0008
+_MESSAGE_INTEGRITY_SHA256 = 0x001C
+
+
+def has_integrity(data: bytes) -> bool:
+    """Does this STUN message carry MESSAGE-INTEGRITY(-SHA256), or might it (any doubt: True)?
+
+    A walk over the attribute headers, for the control path's cheap first look: a message
+    whose header or attribute lengths do not add up answers True, so the full parser sees it.
+    """
+    end = len(data)
+    if end < 20 or data[4:8] != _COOKIE or ((data[2] << 8) | data[3]) != end - 20:
+        return True
+    offset = 20
+    while offset + 4 <= end:
+        kind = (data[offset] << 8) | data[offset + 1]
+        if kind in (_MESSAGE_INTEGRITY, _MESSAGE_INTEGRITY_SHA256):
+            return True
+        length = (data[offset + 2] << 8) | data[offset + 3]
+        offset += 4 + length + (-length) % 4
+    return offset != end
+
+
 def _xor_address(value: bytes, transaction_id: bytes) -> Address | None:
     if len(value) < 8:
         return None

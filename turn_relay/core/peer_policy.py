@@ -8,7 +8,8 @@ address they lead to, so ``::ffff:127.0.0.1`` or ``64:ff9b::7f00:1`` cannot reac
 
 Precedence, first that applies wins:
   1. the relay's own addresses are allowed (clients of one relay talking to each other); when a
-     port is given and relay ports are known, only the relay port range is reachable on them;
+     port is given and relay ports are known, only the relay port range is reachable on them
+     (the core narrows that to the relayed addresses it has allocated, `turn_relay.core.peers`);
   2. ``denied_peers`` (operator's explicit deny list) denies;
   3. ``allowed_peers`` re-opens defaults (a LAN deployment, tests);
   4. the default deny list denies;
@@ -217,6 +218,15 @@ class PeerPolicy:
         if isinstance(ip, IPv6Address) and embedded:
             return self._decide_embedded(ip, embedded)
         return self._decide_by_defaults(ip)
+
+    def is_own(self, address: str) -> bool:
+        """Is ``address`` one of the relay's own addresses (where only relay ports count)?"""
+        try:
+            ip = _parse(address)
+        except ValueError:
+            return False
+        embedded = embedded_ipv4(ip) if isinstance(ip, IPv6Address) else ()
+        return self._is_own(ip, embedded)
 
     def _is_own(self, ip: IPAddress, embedded: tuple[EmbeddedIPv4, ...]) -> bool:
         if ip in self._own:

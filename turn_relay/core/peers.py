@@ -1,7 +1,8 @@
 """CreatePermission and ChannelBind (RFC 8656 sections 10 and 12.2), after authentication.
 
-Every peer address passes the peer policy first (403; the core's observer is told why), then must
-match the family of one of the allocation's relays (443). CreatePermission is all-or-nothing:
+Every peer address passes the peer policy and the rule for the relay's own addresses first
+(`turn_relay.core.own_peers`; 403, the core's observer is told why), then must match the family
+of one of the allocation's relays (443). CreatePermission is all-or-nothing:
 nothing is installed unless every XOR-PEER-ADDRESS is acceptable.
 """
 
@@ -11,7 +12,8 @@ from stun_server.wire import Message
 from stun_server.wire import attributes as attrs
 
 from .allocation import Allocation, ChannelBinding
-from .peer_policy import PeerPolicy
+from .own_peers import OwnPeers
+from .peer_policy import Decision, PeerPolicy
 from .responses import RequestError, success
 from .settings import CoreSettings
 from .table import Change, Table
@@ -22,6 +24,7 @@ class PeerHandler:
         self.settings = settings
         self.table = table
         self.policy = policy
+        self.own = OwnPeers(settings, table)
 
     def create_permission(
         self, request: Message, allocation: Allocation, now: float
@@ -89,6 +92,9 @@ class PeerHandler:
 
     def _check_peer(self, allocation: Allocation, peer: attrs.XorPeerAddress) -> None:
         decision = self.policy.decide(peer.ip, peer.port)
+        own = self.own.refusal(self.policy, peer.address) if decision.allowed else None
+        if own is not None:
+            decision = Decision(False, self.own.explain(own, peer.address))
         if not decision.allowed:  # the core's observer logs it (aggregated per source)
             raise RequestError(403, f"peer {peer.ip}: {decision.reason}", reason="peer-denied")
         if allocation.relay_for(peer.ip) is None:

@@ -61,6 +61,7 @@ from .events import NullObserver, Refusal, RelayObserver
 from .fastpath import (
     DataIndicationEncoder,
     channel_data,
+    has_integrity,
     parse_channel_data,
     parse_send_indication,
 )
@@ -85,6 +86,13 @@ _SEND_INDICATION = b"\x00\x16"
 _MAX_BIND_RETRIES = 8
 _DONT_FRAGMENT = attrs.DontFragment.TYPE
 _REJECTION_CACHE = 256
+# Requests a client without credentials is answered 401 for: (type bytes) -> metrics name
+_BUDGETED_REQUESTS = {
+    b"\x00\x03": "allocate",
+    b"\x00\x04": "refresh",
+    b"\x00\x08": "create_permission",
+    b"\x00\x09": "channel_bind",
+}
 
 Handler = Callable[
     [Message, FiveTuple, Authenticated, Allocation | None, float], tuple[Message, list[Change]]
@@ -138,6 +146,11 @@ class RelayCore:
     @policy.setter
     def policy(self, policy: PeerPolicy) -> None:
         self._peers.policy = policy
+
+    @property
+    def own_addresses(self) -> frozenset[str]:
+        """The relay's own IPs: Send indications to them always go through the core."""
+        return self._peers.own.addresses
 
     # ================================================================ events
 
@@ -264,6 +277,38 @@ class RelayCore:
         self._bind_retries += 1
         return actions + self.receive(pending[0], pending[1], now)
 
+    def relay_exhausted(self, relay: Address, now: float) -> list[Action]:
+        """The shell could not bind ``relay`` for lack of file descriptors (EMFILE, ENFILE).
+
+        Another port would fail the same way, so the Allocate that asked for it is answered
+        508 Insufficient Capacity (RFC 8656 section 7.2), signed like its success would have
+        been, and the allocation goes. Returns actions that replace whatever followed the
+        failed ``OpenRelay``.
+        """
+        pending = self._last_allocate
+        allocation = self.table.by_relay.get(relay)
+        if allocation is None and pending is not None:
+            reservation = self.table.ports.find(relay)
+            if reservation is not None:
+                self.table.ports.cancel(reservation)
+            allocation = self.table.by_five_tuple.get(pending[1])
+        if allocation is None:
+            return []
+        actions = self._apply(self.table.remove(allocation, "no-socket"), now)
+        if pending is None or pending[1] != allocation.five_tuple:
+            return actions
+        request = parse(pending[0])
+        integrity = "sha256" if request.integrity_sha256_offset is not None else "sha1"
+        signing = Signing(
+            allocation.credentials.key,
+            integrity,
+            fingerprint=request.has(attrs.Fingerprint),
+            software=self.settings.software,
+        )
+        response = error(request, 508)
+        self.stats.error_responses[508] += 1
+        return [*actions, ToClient(allocation.five_tuple, finish(response, signing))]
+
     # ================================================================ data path
 
     def _channel_data(self, data: bytes, five_tuple: FiveTuple, now: float) -> list[Action]:
@@ -294,6 +339,9 @@ class RelayCore:
         relay = allocation.relay_for(peer[0])
         if relay is None or not allocation.has_permission(peer[0], now):
             return self._drop("no-permission")
+        refused = self._peers.own.refusal(self._peers.policy, peer)
+        if refused is not None:
+            return self._drop(refused)
         if indication.dont_fragment and not self.settings.dont_fragment:
             return self._drop("dont-fragment-unsupported")
         if allocation.bucket is not None and not allocation.bucket.take(
@@ -311,6 +359,22 @@ class RelayCore:
         bucket = None if allocation is None else allocation.bucket
         return bucket is None or bucket.take(len(payload), now)
 
+    def offloaded(self, five_tuple: FiveTuple, octets: int, now: float) -> bool:
+        """``octets`` of application data the shell relayed for ``five_tuple``'s allocation
+        outside the core (the kernel data path, counted after the fact) are charged to its
+        bandwidth cap. False when the allocation is over its cap: its routes should then leave
+        the kernel until `within_cap` says it may relay again (the core drops meanwhile)."""
+        allocation = self.table.by_five_tuple.get(five_tuple)
+        if allocation is None or allocation.bucket is None:
+            return True
+        return allocation.bucket.spend(octets, now)
+
+    def within_cap(self, five_tuple: FiveTuple, now: float) -> bool:
+        """Whether ``five_tuple``'s allocation has repaid what it owed its bandwidth cap."""
+        allocation = self.table.by_five_tuple.get(five_tuple)
+        bucket = None if allocation is None else allocation.bucket
+        return bucket is None or not bucket.in_debt(now)
+
     def _drop(self, reason: str) -> list[Action]:
         self.stats.dropped[reason] += 1
         return []
@@ -318,6 +382,10 @@ class RelayCore:
     # ================================================================ control path
 
     def _control(self, data: bytes, five_tuple: FiveTuple, now: float) -> list[Action]:
+        if five_tuple.transport is Transport.UDP and self._challenge_spent(data, five_tuple, now):
+            self.stats.requests[_BUDGETED_REQUESTS[data[:2]]] += 1
+            self.stats.rate_limited += 1
+            return []
         try:
             request = parse(data)
         except StunDecodeError:
@@ -347,6 +415,18 @@ class RelayCore:
         if isinstance(outcome, Rejected):
             return self._rejected(request, five_tuple, outcome, allocation, now)
         return self._authenticated(request, five_tuple, outcome, handler, now)
+
+    def _challenge_spent(self, data: bytes, five_tuple: FiveTuple, now: float) -> bool:
+        """A request that could only be answered with a challenge the budget cannot pay for.
+
+        Checked before parsing, so a flood of unauthenticated requests from a spent source costs
+        a header look and an attribute walk each instead of a full decode (issue 11: a 20,000/s
+        flood from one address kept the relay busy enough to delay everyone else).
+        """
+        budget = self.authenticator.limiter
+        if budget is None or data[:2] not in _BUDGETED_REQUESTS or has_integrity(data):
+            return False
+        return budget.spent(five_tuple.client[0], now)
 
     def _authenticated(
         self,
@@ -407,7 +487,9 @@ class RelayCore:
         if rejected.code == 438:
             self.stats.stale_nonces[rejected.why] += 1
         elif rejected.is_challenge:
-            self.stats.auth_challenges += 1
+            # a challenge is counted when it is sent: a dropped one (and the client's
+            # retransmission of the request) would otherwise count twice per login
+            self.stats.auth_challenges += rejected.send
         else:
             self.stats.auth_failures[rejected.why] += 1
             if rejected.send:

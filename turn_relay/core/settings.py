@@ -41,6 +41,9 @@ class CoreSettings:
     software: str | None = "turnkit"
     # where a draining relay sends new Allocates (300 Try Alternate), first one named
     alternates: tuple[tuple[str, int], ...] = ()
+    # The relay's client-facing listeners (UDP, TCP, TLS): never a peer, whatever the policy
+    # says. An unspecified address (0.0.0.0, ::) stands for every relay address of its family.
+    listeners: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         families = [relay.family for relay in self.relays]

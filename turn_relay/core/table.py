@@ -120,6 +120,9 @@ class Table:
         self.per_user: Counter[str] = Counter()
         # allocations the other relays of a fleet hold, by user (fed by the shell, never waited on)
         self.remote_per_user: Mapping[str, int] = {}
+        # peer address -> channel bindings to it (by id): bindings to a relayed address of
+        # this relay go when its allocation goes, so the port cannot be reached once freed
+        self._bound_to: dict[Address, dict[int, tuple[Allocation, ChannelBinding]]] = {}
         self._heap: list[tuple[float, int, _Timer]] = []
         self._seq = itertools.count()
 
@@ -161,6 +164,8 @@ class Table:
             RouteChange(b, up=False) for b in allocation.channels.values() if self._unroute(b)
         ]
         changes.extend(_permission_changes(allocation, allocation.permissions))
+        for binding in allocation.channels.values():
+            self._forget_peer(binding)
         del self.by_five_tuple[allocation.five_tuple]
         for family, relay in allocation.relays.items():
             self.by_relay.pop(relay, None)
@@ -170,12 +175,21 @@ class Table:
         if self.per_user[user] <= 0:
             del self.per_user[user]
         changes.append(AllocationRemoved(allocation, reason))
+        for address in (*allocation.relays.values(), *allocation.advertised.values()):
+            changes.extend(self.unbind_peer(address))
+        return changes
+
+    def unbind_peer(self, peer: Address) -> list[Change]:
+        """Remove every channel binding to ``peer`` (a relayed address that went away)."""
+        changes: list[Change] = []
+        for allocation, binding in list(self._bound_to.pop(peer, {}).values()):
+            changes.extend(self.unbind_channel(allocation, binding))
         return changes
 
     def drop_relay(self, allocation: Allocation, family: int) -> list[Change]:
         """Remove one family's relay of a dual allocation (Refresh lifetime 0 with a family)."""
         relay = allocation.relays.pop(family)
-        allocation.advertised.pop(family, None)
+        advertised = allocation.advertised.pop(family, None)
         self.by_relay.pop(relay, None)
         self.ports.release(family, relay[1])
         changes: list[Change] = []
@@ -186,6 +200,8 @@ class Table:
             del allocation.permissions[ip]
         changes.extend(PermissionChange(allocation, ip, relay, up=False) for ip in orphans)
         changes.append(RelayRemoved(relay))
+        for address in {relay, advertised or relay}:
+            changes.extend(self.unbind_peer(address))
         return changes
 
     def set_expiry(self, allocation: Allocation, expires_at: float) -> None:
@@ -230,6 +246,7 @@ class Table:
     def bind_channel(self, allocation: Allocation, binding: ChannelBinding) -> list[Change]:
         allocation.channels[binding.number] = binding
         allocation.peer_channels[binding.peer] = binding
+        self._bound_to.setdefault(binding.peer, {})[id(binding)] = (allocation, binding)
         self._push(binding.expires_at, _ChannelTimer(allocation, binding))
         if allocation.permissions.get(binding.peer[0]) is not None and self._route(binding):
             return [RouteChange(binding, up=True)]
@@ -240,7 +257,15 @@ class Table:
             return []
         del allocation.channels[binding.number]
         allocation.peer_channels.pop(binding.peer, None)
+        self._forget_peer(binding)
         return [RouteChange(binding, up=False)] if self._unroute(binding) else []
+
+    def _forget_peer(self, binding: ChannelBinding) -> None:
+        bound = self._bound_to.get(binding.peer)
+        if bound is not None:
+            bound.pop(id(binding), None)
+            if not bound:
+                del self._bound_to[binding.peer]
 
     def _route(self, binding: ChannelBinding) -> bool:
         if binding.routed:

@@ -11,9 +11,11 @@ was opened in.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final
 
@@ -38,7 +40,7 @@ from .maps import (
     read_peer_counters,
 )
 
-__all__ = ["KernelOffload", "OffloadUnavailable", "missing_capability"]
+__all__ = ["KernelOffload", "OffloadUnavailable", "interfaces_holding", "missing_capability"]
 
 PROGRAM_NAME: Final = "channel_forward"
 #: The tc filter's name and priority, so that `close` removes exactly ours.
@@ -51,6 +53,51 @@ _ARPHRD_LOOPBACK: Final = 772
 _CAP_NET_ADMIN: Final = 12
 _CAP_SYS_ADMIN: Final = 21
 _CAP_BPF: Final = 39
+
+
+class Netlink:
+    """pyroute2's `IPRoute` on a thread of its own; every call runs there and its result is
+    read there (lists, not lazy generators).
+
+    The synchronous IPRoute of pyroute2 0.9 runs an asyncio loop of its own inside each call,
+    which cannot run on a thread whose loop is already running (the relay's event loop). The
+    thread starts in the constructor, from the calling thread, so it lives in the caller's
+    network namespace (a namespace is per thread).
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="offload-netlink")
+        try:
+            self._ipr: IPRoute = self._pool.submit(IPRoute).result()
+        except BaseException:
+            self._pool.shutdown(wait=False)
+            raise
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self._ipr, name)
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            result = method(*args, **kwargs)
+            if result is None or isinstance(result, (list, tuple, dict, str, bytes, int)):
+                return result
+            return list(result) if hasattr(result, "__iter__") else result
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._pool.submit(run, *args, **kwargs).result()
+
+        return call
+
+    def close(self) -> None:
+        try:
+            self._pool.submit(self._ipr.close).result()
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> Netlink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class OffloadUnavailable(Exception):  # noqa: N818 (a state, not an error: `auto` expects it)
@@ -94,18 +141,25 @@ def _verifier_reason(error: LibbpfError) -> str:
 
 
 class _Attachment:
-    """Our filter on one interface's ingress hook, and whether we created its clsact qdisc."""
+    """Our filter on one interface's ingress hook, and whether we created its clsact qdisc.
 
-    def __init__(self, ipr: IPRoute, name: str, index: int, prog_fd: int) -> None:
+    A filter of ours already there (same priority on the ingress hook) was left by a relay that
+    died without detaching (SIGKILL, a crash): it still forwards the routes that relay had, so
+    it is removed before ours goes in, and ``replaced_stale`` says so.
+    """
+
+    def __init__(self, ipr: Netlink, name: str, index: int, prog_fd: int) -> None:
         self.name = name
         self.index = index
         self.created_qdisc = False
+        self.replaced_stale = False
         try:
             ipr.tc("add", "clsact", index)
             self.created_qdisc = True
         except NetlinkError as error:
             if error.code != errno.EEXIST:
                 raise
+            self.replaced_stale = _remove_our_filter(ipr, index)
         ipr.tc(
             "add-filter",
             "bpf",
@@ -119,7 +173,7 @@ class _Attachment:
             direct_action=True,
         )
 
-    def detach(self, ipr: IPRoute) -> None:
+    def detach(self, ipr: Netlink) -> None:
         try:
             if self.created_qdisc:
                 ipr.tc("del", "clsact", self.index)
@@ -130,10 +184,48 @@ class _Attachment:
                 raise
 
 
+def _remove_our_filter(ipr: Netlink, index: int) -> bool:
+    """Delete the filter at our priority on ``index``'s ingress hook; True if there was one."""
+    try:
+        ipr.tc("del-filter", "bpf", index, parent=_INGRESS, prio=FILTER_PRIORITY)
+    except NetlinkError as error:
+        if error.code in (errno.ENOENT, errno.EINVAL):
+            return False
+        raise
+    return True
+
+
+def interfaces_holding(addresses: Iterable[str]) -> list[str]:
+    """The names of the interfaces that hold ``addresses`` (in this network namespace), in order.
+
+    Raises `OffloadUnavailable` for a wildcard (0.0.0.0, ``::``: the program matches the address
+    a client sent to, which a wildcard listener does not name) or an address no interface has.
+    """
+    found: list[str] = []
+    with Netlink() as ipr:
+        for address in dict.fromkeys(addresses):
+            wanted = ipaddress.ip_address(address.split("%", 1)[0])
+            if wanted.is_unspecified:
+                raise OffloadUnavailable(
+                    f"listening on {address}: the kernel path needs concrete addresses"
+                )
+            family = 10 if wanted.version == 6 else 2
+            held = [
+                a
+                for a in ipr.get_addr(family=family)
+                if ipaddress.ip_address(a.get_attr("IFA_ADDRESS")) == wanted
+            ]
+            if not held:
+                raise OffloadUnavailable(f"no interface holds {address}")
+            link = ipr.get_links(held[0]["index"])[0]
+            found.append(str(link.get_attr("IFLA_IFNAME")))
+    return list(dict.fromkeys(found))
+
+
 class KernelOffload:
     """The ChannelData program attached to ``interfaces``; see the package docstring."""
 
-    def __init__(self, program: BpfObject, ipr: IPRoute) -> None:
+    def __init__(self, program: BpfObject, ipr: Netlink) -> None:
         self._program = program
         self._ipr = ipr
         self._channels: MapHandle = program.map("channels", CHANNEL_KEY.size, CHANNEL_ROUTE.size)
@@ -141,6 +233,7 @@ class KernelOffload:
         self._attachments: list[_Attachment] = []
         self._routes: dict[Route, tuple[Egress, Egress]] = {}
         self._lock = threading.Lock()
+        self._owner = True  # False in a forked worker: the parent detaches, not this process
 
     @classmethod
     def open(cls, interfaces: Iterable[str], object_path: Path | str) -> KernelOffload:
@@ -169,7 +262,7 @@ class KernelOffload:
             ) from None
         except OSError as error:
             raise OffloadUnavailable(f"libbpf unavailable: {error}") from None
-        ipr = IPRoute()
+        ipr = Netlink()
         try:
             offload = cls(program, ipr)
             offload._attach_all(names)
@@ -198,6 +291,21 @@ class KernelOffload:
     @property
     def interfaces(self) -> tuple[str, ...]:
         return tuple(attachment.name for attachment in self._attachments)
+
+    @property
+    def replaced_stale(self) -> tuple[str, ...]:
+        """Interfaces where a filter left by an earlier relay was removed when this one opened."""
+        return tuple(a.name for a in self._attachments if a.replaced_stale)
+
+    def after_fork(self) -> None:
+        """Call in a forked worker process: it keeps the shared program and maps (their file
+        descriptors were inherited) and writes its own routes into them, but the attachment
+        stays the parent's, so this process's `close` never detaches. Netlink sockets must not
+        be shared between processes: this one opens its own."""
+        self._attachments = []
+        self._routes = {}
+        self._owner = False
+        self._ipr = Netlink()
 
     def _egress(self, destination: str) -> Egress:
         """Where the routing table sends ``destination`` from here: local, or (interface, MTU)."""
@@ -260,7 +368,13 @@ class KernelOffload:
             return tuple(self._routes)
 
     def close(self) -> None:
-        """Detach from every interface and unload the program and its maps."""
+        """Detach from every interface and unload the program and its maps.
+
+        In a forked worker (`after_fork`): remove this process's routes from the shared maps,
+        close its own handles, leave the attachment to the parent."""
+        if not self._owner:
+            for route in self.routes():
+                self.route_down(route)
         with self._lock:
             attachments, self._attachments = self._attachments, []
             self._routes.clear()

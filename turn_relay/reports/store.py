@@ -33,9 +33,17 @@ CREATE TABLE IF NOT EXISTS reports (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS reports_by_age ON reports (stored_at);
+CREATE TABLE IF NOT EXISTS used_tests (
+    id TEXT PRIMARY KEY,
+    keep_until REAL NOT NULL
+);
 """
 #: a new id is drawn again on a collision (40 bits: rare), this many times at most
 ID_ATTEMPTS = 8
+
+
+class ReportReusedError(ValueError):
+    """A check-page test whose report was already uploaded (its token is spent)."""
 
 
 @dataclass(frozen=True)
@@ -92,19 +100,47 @@ class ReportStore:
         """Validate and store an uploaded report; its new result id. Raises
         ReportTooLargeError or ReportInvalidError and stores nothing when it is refused."""
         document = parse_report(body, self.limits.max_report_bytes)
-        text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
-        row = (
-            str(document.get("source", "cli")),
-            str(document["status"]),
-            str(document["verdict"]),
-            len(text.encode("utf-8")),
-            text,
-        )
+        row = _row(document)
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
             ident = self._insert(now, row)
             self._evict(now)
         return ident
+
+    def put_once(self, body: bytes, now: float, result_id: str, keep_until: float) -> str:
+        """Store the report of check-page test ``result_id`` (its id), once: a second upload
+        raises ReportReusedError, even after the first report was evicted, until
+        ``keep_until`` (the token's expiry). Validation errors as in `put`; nothing is stored
+        when anything is refused."""
+        ident = parse_result_id(result_id)
+        document = parse_report(body, self.limits.max_report_bytes)
+        row = _row(document)
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM used_tests WHERE keep_until <= ?", (now,))
+            try:
+                self._db.execute(
+                    "INSERT INTO used_tests (id, keep_until) VALUES (?, ?)", (ident, keep_until)
+                )
+                self._db.execute(
+                    "INSERT INTO reports (id, stored_at, source, status, verdict, size, body)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (ident, now, *row),
+                )
+            except sqlite3.IntegrityError:
+                self._db.execute("ROLLBACK")
+                raise ReportReusedError(f"test {ident} already has a report") from None
+            self._evict(now)
+        return ident
+
+    def was_used(self, result_id: str, now: float) -> bool:
+        """Whether test ``result_id`` already uploaded its report."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM used_tests WHERE id = ? AND keep_until > ?",
+                (parse_result_id(result_id), now),
+            ).fetchone()
+        return row is not None
 
     def _insert(self, now: float, row: tuple[str, str, str, int, str]) -> str:
         for _ in range(ID_ATTEMPTS):
@@ -175,3 +211,14 @@ class ReportStore:
 
 
 _SUMMARY_COLUMNS = "id, stored_at, source, status, verdict, size"
+
+
+def _row(document: dict[str, Any]) -> tuple[str, str, str, int, str]:
+    text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    return (
+        str(document.get("source", "cli")),
+        str(document["status"]),
+        str(document["verdict"]),
+        len(text.encode("utf-8")),
+        text,
+    )

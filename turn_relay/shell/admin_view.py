@@ -144,7 +144,7 @@ def overall(started_at: float, processes: list[Record], workers: int, draining: 
         "sessions_by_transport": dict(sorted(by_transport.items())),
         "workers": workers,
         "workers_answering": len(processes),
-        "offload": OFFLOAD,
+        "offload": processes[0].get("offload", OFFLOAD) if processes else OFFLOAD,
         "draining": draining or any(p["draining"] for p in processes),
         "reload": max(reloads, key=lambda r: float(r["at"])) if reloads else None,
         "processes": processes,

@@ -49,6 +49,25 @@ class DataPathStats:
     packets_to_client: int = 0
     bytes_to_client: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
+    # forwarded by the kernel (`turn_relay.shell.offload`), read from its counters
+    kernel_packets_to_peer: int = 0
+    kernel_bytes_to_peer: int = 0
+    kernel_packets_to_client: int = 0
+    kernel_bytes_to_client: int = 0
+    kernel_suspensions: int = 0  # allocations whose kernel routes went down over their cap
+
+
+OFFLOAD_STATES = ("active", "off", "unavailable")
+
+
+def offload_state(state: str, routes: int = 0) -> dict[str, float]:
+    """The kernel offload's state as a gauge per state (1 for the current one), and its routes."""
+    flat: dict[str, float] = {
+        f'turnkit_relay_kernel_offload{{state="{name}"}}': float(name == state)
+        for name in OFFLOAD_STATES
+    }
+    flat["turnkit_relay_kernel_routes"] = routes
+    return flat
 
 
 def snapshot(
@@ -59,8 +78,12 @@ def snapshot(
     relays: int,
     connections: int,
     by_transport: Mapping[str, int] | None = None,
+    offload: Mapping[str, float] | None = None,
 ) -> dict[str, float]:
-    """Flat ``name -> value`` map; labelled counters become ``name{label="value"}`` keys."""
+    """Flat ``name -> value`` map; labelled counters become ``name{label="value"}`` keys.
+
+    Relayed packets and bytes include what the kernel forwarded, which is also counted alone;
+    ``offload`` is `offload_state`'s gauges."""
     flat: dict[str, float] = {
         "turnkit_relay_allocations_active": allocations,
         "turnkit_relay_sockets_open": relays,
@@ -69,14 +92,35 @@ def snapshot(
         "turnkit_relay_auth_challenges_total": core.auth_challenges,
         "turnkit_relay_rate_limited_total": core.rate_limited,
         'turnkit_relay_relayed_packets_total{direction="to_peer"}': core.packets_to_peer
-        + fast.packets_to_peer,
+        + fast.packets_to_peer
+        + fast.kernel_packets_to_peer,
         'turnkit_relay_relayed_packets_total{direction="to_client"}': core.packets_to_client
-        + fast.packets_to_client,
+        + fast.packets_to_client
+        + fast.kernel_packets_to_client,
         'turnkit_relay_relayed_bytes_total{direction="to_peer"}': core.bytes_to_peer
-        + fast.bytes_to_peer,
+        + fast.bytes_to_peer
+        + fast.kernel_bytes_to_peer,
         'turnkit_relay_relayed_bytes_total{direction="to_client"}': core.bytes_to_client
-        + fast.bytes_to_client,
+        + fast.bytes_to_client
+        + fast.kernel_bytes_to_client,
     }
+    if offload is not None:
+        flat.update(offload)
+        flat.update(
+            {
+                'turnkit_relay_kernel_packets_total{direction="to_peer"}': (
+                    fast.kernel_packets_to_peer
+                ),
+                'turnkit_relay_kernel_packets_total{direction="to_client"}': (
+                    fast.kernel_packets_to_client
+                ),
+                'turnkit_relay_kernel_bytes_total{direction="to_peer"}': fast.kernel_bytes_to_peer,
+                'turnkit_relay_kernel_bytes_total{direction="to_client"}': (
+                    fast.kernel_bytes_to_client
+                ),
+                "turnkit_relay_kernel_suspensions_total": fast.kernel_suspensions,
+            }
+        )
     labelled = (
         ("turnkit_relay_allocations_removed_total", "reason", core.allocations_removed),
         ("turnkit_relay_error_responses_total", "code", core.error_responses),
@@ -118,8 +162,9 @@ HELP: Mapping[str, str] = {
     "turnkit_relay_stream_connections_open": "TCP/TLS client connections open now.",
     "turnkit_relay_allocations_created_total": "Allocations created.",
     "turnkit_relay_auth_challenges_total": (
-        "401 challenges: answers to requests without credentials, the first step of every"
-        " client's login (realm and nonce); healthy traffic, not a failure."
+        "401 challenges sent: answers to requests without credentials, the first step of"
+        " every client's login (realm and nonce); healthy traffic, not a failure. Challenges"
+        " the budget dropped count in turnkit_relay_rate_limited_total only."
     ),
     "turnkit_relay_auth_failures_total": (
         "Requests whose credentials were refused, by reason: bad-integrity (wrong password or"
@@ -133,10 +178,25 @@ HELP: Mapping[str, str] = {
         " new one) or invalid-nonce (not ours, e.g. issued before a restart)."
     ),
     "turnkit_relay_rate_limited_total": (
-        "401/438 answers not sent because the UDP source exceeded auth.unauthorized_limit."
+        "401/438 answers not sent because the challenge budget (auth.challenge_budget: the"
+        " UDP source's bucket or the relay-wide cap) was spent."
     ),
     "turnkit_relay_relayed_packets_total": "Packets relayed, by direction.",
     "turnkit_relay_relayed_bytes_total": "Payload bytes relayed, by direction.",
+    "turnkit_relay_kernel_offload": (
+        "Kernel data path for UDP ChannelData: 1 for the current state (active, off, or"
+        " unavailable: auto mode fell back to userspace; the log says why)."
+    ),
+    "turnkit_relay_kernel_routes": "Channel routes in the kernel now.",
+    "turnkit_relay_kernel_packets_total": (
+        "Packets the kernel forwarded, by direction (included in relayed_packets_total)."
+    ),
+    "turnkit_relay_kernel_bytes_total": (
+        "Payload bytes the kernel forwarded, by direction (included in relayed_bytes_total)."
+    ),
+    "turnkit_relay_kernel_suspensions_total": (
+        "Times an allocation's kernel routes went down because it exceeded its bandwidth cap."
+    ),
     "turnkit_relay_allocations_removed_total": "Allocations removed, by reason.",
     "turnkit_relay_error_responses_total": (
         "Error responses sent, by code (includes the 401 challenges)."

@@ -17,7 +17,7 @@ from .server import RelayServer
 from .sessions import session_record
 
 Record = dict[str, Any]
-OFFLOAD = "off"  # the kernel data path does not exist yet
+OFFLOAD = "off"  # a process that says nothing of its kernel offload
 
 
 class RelayOperations:
@@ -66,6 +66,8 @@ class RelayOperations:
             "sessions_by_transport": dict(sorted(transports.items())),
             "relay_sockets": len(server.relays),
             "listeners": server.describe_listeners(),
+            "offload": server.kernel.state,
+            "offload_reason": server.kernel.reason,
             "draining": server.core.draining,
             "drain_left": None if deadline is None else max(0.0, deadline - time.monotonic()),
             "reload": server.last_reload,

@@ -16,6 +16,7 @@ from turn_relay.config import Secrets, TurnConfig
 from .admin_view import LocalAdmin
 from .operations import RelayOperations
 from .server import RelayServer
+from .stream_caps import raise_open_files_limit
 from .tuning import tune_gc
 from .workers import run_workers, worker_count
 
@@ -37,6 +38,7 @@ def run_relay(
         logfmt.configure(log_level, log_format)
     logging.getLogger().setLevel(log_level.upper())
     logging.getLogger("asyncio").setLevel(logging.WARNING)
+    raise_open_files_limit()
     workers = worker_count(config.server.workers)
     if workers > 1:
         status = run_workers(config, secrets, workers)

@@ -16,9 +16,11 @@ SIGTERM stops at once.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
 import socket
+import ssl
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -26,9 +28,13 @@ from collections.abc import Callable
 from aiohttp import web
 
 from turn_relay import config as relay_config
+from turn_relay.api import quiet_errors
 from turn_relay.api.admin import AdminView
 from turn_relay.api.app import create_app
+from turn_relay.api.check_settings import CheckSettings, CheckViews
+from turn_relay.api.rendezvous import add_rendezvous
 from turn_relay.api.settings import ApiSettings
+from turn_relay.auth.challenge import source_key
 from turn_relay.config import ConfigError, Secrets, TurnConfig
 from turn_relay.config.wiring import build_core, long_term_auth, wall_offset
 from turn_relay.core.actions import (
@@ -44,7 +50,9 @@ from turn_relay.core.actions import (
     ToPeer,
 )
 from turn_relay.core.allocation import Address, FiveTuple, Transport
+from turn_relay.reports.store import ReportStore
 
+from .check_view import CheckView
 from .datagrams import (
     CAN_SET_DONT_FRAGMENT,
     Deliver,
@@ -54,8 +62,11 @@ from .datagrams import (
     udp_socket,
 )
 from .eventlog import EventLog
-from .metrics import DataPathStats, prometheus_text, snapshot
+from .metrics import DataPathStats, offload_state, prometheus_text, snapshot
+from .offload import POLL_INTERVAL, KernelRoutes, KernelStart, start_kernel_offload
+from .rare_warning import RareWarning
 from .revocations import RevocationStore
+from .stream_caps import StreamCaps
 from .streams import StreamConnection
 from .tls import ReloadableCertificate
 
@@ -67,6 +78,9 @@ _LOGGED_INTERNAL_ERRORS = 20  # then only counted, so a bug cannot flood the log
 _TIMER_SLACK = 0.001  # uvloop timers have 1 ms resolution: never wake up just before a deadline
 _LISTENER_BUFFER = 4 << 20  # bytes asked for; the kernel caps it at net.core.[rw]mem_max
 _DRAIN_POLL = 0.25  # seconds between looks at a draining relay's allocations
+_OUT_OF_FDS = (errno.EMFILE, errno.ENFILE)
+API_IDLE_TIMEOUT = 15.0  # seconds an HTTP API connection may sit idle (aiohttp's default: 75)
+API_MAX_LINE = 4096  # bytes of a request line or header (the API's URLs are short)
 
 
 def check_relay_addresses(config: TurnConfig) -> None:
@@ -83,25 +97,63 @@ async def start_api(
     secrets: Callable[[], Secrets],
     metrics: Callable[[], str],
     admin: AdminView | None = None,
+    check_view: CheckView | None = None,
 ) -> web.AppRunner | None:
-    """The HTTP API of ``config`` (None when it is off), serving ``metrics()`` at /metrics
-    and, given ``admin``, the admin routes."""
+    """The HTTP API of ``config`` (None when it is off), serving ``metrics()`` at /metrics,
+    given ``admin`` the admin routes and, when configured, the check page (whose tests
+    ``check_view`` observes)."""
     api = config.api
     if not api.enabled:
         return None
     settings = ApiSettings.from_config(config)
-    app = create_app(settings, secrets, metrics, admin=admin)
-    runner = web.AppRunner(app, access_log=None)
+    quiet_errors.install()
+    check = _check_views(config, check_view or CheckView())
+    app = create_app(settings, secrets, metrics, admin=admin, check=check)
+    if check is not None:
+        app.on_cleanup.append(lambda _: asyncio.to_thread(check.store.close))
+    if config.rendezvous.enabled:
+        add_rendezvous(app, config, settings, secrets, check.store if check is not None else None)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        keepalive_timeout=API_IDLE_TIMEOUT,  # also closes connections that never send
+        max_line_size=API_MAX_LINE,
+        max_field_size=API_MAX_LINE,
+    )
     await runner.setup()
+    tls = _api_tls_context(config)
     try:
-        await web.TCPSite(runner, api.listen, api.port).start()
+        await web.TCPSite(runner, api.listen, api.port, ssl_context=tls).start()
     except BaseException:
         await runner.cleanup()
         raise
     host = f"[{api.listen}]" if ":" in api.listen else api.listen
     urls = " ".join(settings.urls)
-    logger.info("HTTP API on http://%s:%d; GET /credentials hands out %s", host, api.port, urls)
+    scheme = "https" if tls else "http"
+    logger.info(
+        "HTTP API on %s://%s:%d; GET /credentials hands out %s", scheme, host, api.port, urls
+    )
     return runner
+
+
+def _check_views(config: TurnConfig, view: CheckView) -> CheckViews | None:
+    state_dir = config.server.state_dir
+    if not config.check.enabled or state_dir is None:
+        return None
+    return CheckViews(
+        CheckSettings.from_config(config),
+        ReportStore(state_dir),
+        lambda test_id: view.observed(test_id, time.monotonic()),
+    )
+
+
+def _api_tls_context(config: TurnConfig) -> ssl.SSLContext | None:
+    api = config.api
+    if api.tls_cert_file is None or api.tls_key_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(api.tls_cert_file, api.tls_key_file)
+    return context
 
 
 def _tls_certificate(config: TurnConfig) -> ReloadableCertificate:
@@ -139,10 +191,12 @@ class RelayServer:
         reuse_port: bool = False,
         api: bool = True,
         announce: bool = True,
+        kernel: KernelStart | None = None,
     ) -> None:
-        """``ports``, ``reuse_port``, ``api`` and ``announce`` are for worker processes
-        (`turn_relay.workers`): a share of the relay port range, listeners shared with the other
-        workers, the HTTP API left to the parent, and one "listening" line for all of them."""
+        """``ports``, ``reuse_port``, ``api``, ``announce`` and ``kernel`` are for worker
+        processes (`turn_relay.workers`): a share of the relay port range, listeners shared with
+        the other workers, the HTTP API left to the parent, one "listening" line for all of
+        them, and the kernel offload the parent opened (else `start` opens it)."""
         self.config = config
         self.secrets = secrets
         self.events = EventLog()
@@ -166,6 +220,7 @@ class RelayServer:
         # A bandwidth cap needs every packet counted, so the core sees them all (no fast path).
         self._fast_path = not self.core.settings.max_bandwidth
         self.stats = DataPathStats()
+        self.check_view = CheckView()  # check-page tests: kept off the fast path, counted
         self.udp_listeners: dict[Address, UdpListener] = {}
         self.stream_servers: list[tuple[Transport, asyncio.Server]] = []
         self.connections: dict[FiveTuple, StreamConnection] = {}
@@ -176,6 +231,19 @@ class RelayServer:
         self._api: web.AppRunner | None = None
         self._stopping: asyncio.Event | None = None
         self._tls: ReloadableCertificate | None = None  # made with the first TLS listener
+        self.stream_caps = StreamCaps.for_limits(config.listen)
+        self.setup_timeout = config.listen.stream_setup_timeout
+        self._per_source: Counter[str] = Counter()
+        self._refused_streams = RareWarning(
+            "TCP/TLS connection refused at listen.max_stream_connections(_per_source)"
+        )
+        self._exhaustion = RareWarning(
+            "out of file descriptors: Allocates answered 508 (raise LimitNOFILE, or lower"
+            " quotas.max_allocations)"
+        )
+        self._kernel_start = kernel
+        self.kernel = KernelRoutes(KernelStart(None, "off", "not started"), self.stats, self.core)
+        self._kernel_poll: asyncio.TimerHandle | None = None
 
     # ================================================================ lifecycle
 
@@ -186,6 +254,7 @@ class RelayServer:
         self._load_revocations()
         self._keep_house()
         try:
+            self._start_kernel()
             await self._start_listeners()
             await self._start_api()
         except BaseException:
@@ -193,8 +262,10 @@ class RelayServer:
             raise
         logger.log(
             logging.INFO if self._announce else logging.DEBUG,
-            "relay listening on %s",
+            "relay listening on %s; TCP/TLS connections: at most %d, %d per source",
             ", ".join(self.describe_listeners()),
+            self.stream_caps.total,
+            self.stream_caps.per_source,
         )
 
     async def stop(self) -> None:
@@ -208,6 +279,10 @@ class RelayServer:
             self._housekeeping.cancel()
             self._housekeeping = None
         self.events.flush(time.monotonic() + self.events.aggregator.window)
+        if self._kernel_poll is not None:
+            self._kernel_poll.cancel()
+            self._kernel_poll = None
+        self.kernel.close()
         for listener in self.udp_listeners.values():
             listener.close(loop)
         self.udp_listeners.clear()
@@ -289,6 +364,23 @@ class RelayServer:
             else:
                 await self._start_stream(Transport(listener.transport), address)
 
+    def _start_kernel(self) -> None:
+        """The kernel offload (the parent's in a worker); raises OffloadUnavailable with "on"."""
+        start = self._kernel_start or start_kernel_offload(self.config)
+        self.kernel = KernelRoutes(start, self.stats, self.core)
+        if self.kernel.active:
+            self._schedule_kernel_poll()
+
+    def _schedule_kernel_poll(self) -> None:
+        assert self._loop is not None
+        self._kernel_poll = self._loop.call_later(POLL_INTERVAL, self._poll_kernel)
+
+    def _poll_kernel(self) -> None:
+        self._kernel_poll = None
+        self.kernel.poll(time.monotonic())
+        if self._loop is not None:
+            self._schedule_kernel_poll()
+
     async def _start_stream(self, kind: Transport, address: Address) -> None:
         assert self._loop is not None
         context = None
@@ -311,7 +403,9 @@ class RelayServer:
 
     async def _start_api(self) -> None:
         if self._serve_api:
-            self._api = await start_api(self.config, lambda: self.secrets, self.metrics, self.admin)
+            self._api = await start_api(
+                self.config, lambda: self.secrets, self.metrics, self.admin, self.check_view
+            )
 
     # ================================================================ operations
 
@@ -410,6 +504,7 @@ class RelayServer:
             relays=len(self.relays),
             connections=len(self.connections),
             by_transport=Counter(a.five_tuple.transport.value for a in self.core.sessions()),
+            offload=offload_state(self.kernel.state, self.kernel.installed),
         )
 
     # ================================================================ slow path into the core
@@ -431,6 +526,8 @@ class RelayServer:
         except Exception:
             self._internal_error("peer", peer)
             return
+        if self.check_view.watches_relay(relay) and any(isinstance(a, ToClient) for a in actions):
+            self.check_view.from_peer(relay, len(data))
         self._run(actions, now)
 
     def _internal_error(self, side: str, source: Address) -> None:
@@ -438,14 +535,29 @@ class RelayServer:
         if self.stats.dropped["internal-error"] <= _LOGGED_INTERNAL_ERRORS:
             logger.exception("dropped a datagram from %s %s:%d", side, *source)
 
-    def stream_opened(self, connection: StreamConnection) -> None:
+    def stream_opened(self, connection: StreamConnection) -> bool:
+        """Admit a new TCP/TLS connection, or refuse it (False: the caller aborts it)."""
         assert connection.five_tuple is not None
+        source = source_key(connection.five_tuple.client[0])
+        if (
+            len(self.connections) >= self.stream_caps.total
+            or self._per_source[source] >= self.stream_caps.per_source
+        ):
+            self.stats.dropped["stream-connection-cap"] += 1
+            self._refused_streams.happened(f"{source} ({len(self.connections)} open)")
+            return False
+        self._per_source[source] += 1
         self.connections[connection.five_tuple] = connection
+        return True
 
     def stream_closed(self, connection: StreamConnection) -> None:
         assert connection.five_tuple is not None
         if self.connections.get(connection.five_tuple) is connection:
             del self.connections[connection.five_tuple]
+            source = source_key(connection.five_tuple.client[0])
+            self._per_source[source] -= 1
+            if self._per_source[source] <= 0:
+                del self._per_source[source]
         if self._loop is not None:
             now = time.monotonic()
             self._run(self.core.connection_closed(connection.five_tuple, now), now)
@@ -462,8 +574,12 @@ class RelayServer:
             elif isinstance(action, ToPeer):
                 self._to_peer(action)
             elif isinstance(action, OpenRelay):
-                if not self._open_relay(action.relay):
-                    self._run(self.core.relay_failed(action.relay, now), now)
+                failure = self._open_relay(action.relay)
+                if failure is not None:
+                    if failure in _OUT_OF_FDS:
+                        self._run(self.core.relay_exhausted(action.relay, now), now)
+                    else:
+                        self._run(self.core.relay_failed(action.relay, now), now)
                     return  # the core's replacement actions supersede the rest
             elif isinstance(action, CloseRelay):
                 self._close_relay(action.relay)
@@ -474,8 +590,11 @@ class RelayServer:
             elif isinstance(action, RouteUp):
                 self._activate(action.relay)
                 self._route_up(action)
+                if action.relay in self.relays:
+                    self.kernel.up(action)
             elif isinstance(action, RouteDown):
                 self._route_down(action)
+                self.kernel.down(action, now)
             elif isinstance(action, PermitUp):
                 self._activate(action.relay)
                 self._permit_up(action)
@@ -485,6 +604,7 @@ class RelayServer:
 
     def _to_client(self, action: ToClient) -> None:
         five_tuple = action.five_tuple
+        self.check_view.answered(five_tuple, action.data)
         if five_tuple.transport is Transport.UDP:
             listener = self.udp_listeners.get(five_tuple.server)
             if listener is not None:
@@ -498,17 +618,23 @@ class RelayServer:
         relay = self.relays.get(action.relay)
         if relay is not None:
             relay.send(action.data, action.peer, action.dont_fragment)
+            self.check_view.to_peer(action.relay, len(action.data))
 
-    def _open_relay(self, address: Address) -> bool:
+    def _open_relay(self, address: Address) -> int | None:
+        """Bind ``address``; None when done, else the errno (0 if it had none)."""
         assert self._loop is not None
         if address in self.relays:
-            return True  # a reserved port (EVEN-PORT R=1) now redeemed: already bound
+            return None  # a reserved port (EVEN-PORT R=1) now redeemed: already bound
         try:
             self.relays[address] = RelaySocket.open(self, address, self._loop)
         except OSError as exc:
-            logger.info("relay port %s:%d unavailable: %s", address[0], address[1], exc)
-            return False
-        return True
+            if exc.errno in _OUT_OF_FDS:
+                self._exhaustion.happened(str(exc))
+            else:
+                logger.info("relay port %s:%d unavailable: %s", address[0], address[1], exc)
+            return exc.errno or 0
+        self.check_view.relay_opened(self.core.table.by_relay.get(address), address)
+        return None
 
     def _activate(self, address: Address) -> None:
         relay = self.relays.get(address)
@@ -519,11 +645,17 @@ class RelayServer:
         relay = self.relays.pop(address, None)
         if relay is not None and self._loop is not None:
             relay.close(self._loop)
+        self.check_view.relay_closed(address, time.monotonic())
 
     def _route_up(self, route: RouteUp) -> None:
         relay = self.relays.get(route.relay)
         allocation = self.core.table.by_five_tuple.get(route.five_tuple)
-        if relay is None or allocation is None or not self._fast_path:
+        if (
+            relay is None
+            or allocation is None
+            or not self._fast_path
+            or self.check_view.watches(route.five_tuple)
+        ):
             return
         relay.traffic = allocation.traffic
         five_tuple, header = route.five_tuple, route.channel.to_bytes(2, "big")
@@ -548,13 +680,16 @@ class RelayServer:
         five_tuple = permit.five_tuple
         if not self._fast_path or five_tuple.transport is not Transport.UDP:
             return
+        if self.check_view.watches(five_tuple):
+            return
         relay = self.relays.get(permit.relay)
         listener = self.udp_listeners.get(five_tuple.server)
         allocation = self.core.table.by_five_tuple.get(five_tuple)
         if relay is None or listener is None or allocation is None:
             return
         relay.traffic = allocation.traffic
-        listener.permits[(five_tuple.client, permit.ip)] = (relay.sock, allocation.traffic)
+        if permit.ip not in self.core.own_addresses:  # there the core checks each port
+            listener.permits[(five_tuple.client, permit.ip)] = (relay.sock, allocation.traffic)
         relay.permit(permit.ip, _udp_indications(listener, five_tuple.client, self.stats))
 
     def _permit_down(self, permit: PermitDown) -> None:

@@ -35,7 +35,7 @@ from .datagrams import send_many
 from .metrics import DataPathStats
 
 WRITE_BUFFER_LIMIT = 1 << 20  # bytes queued towards one client before data is dropped
-SETUP_TIMEOUT = 60.0  # seconds a connection may live without an allocation
+SETUP_TIMEOUT = 10.0  # default of listen.stream_setup_timeout
 READ_BUDGET = 8 * 1024  # bytes one connection may read per event-loop iteration
 _FIRST_READ = 4096  # a new connection's buffer; it grows while reads fill it
 _MAX_READ = 16 * 1024
@@ -45,10 +45,11 @@ _PADDING = (b"", b"\x00\x00\x00", b"\x00\x00", b"\x00")  # by length % 4
 
 class StreamShell(Protocol):
     stats: DataPathStats
+    setup_timeout: float  # seconds a connection may live without an allocation
 
     def from_client(self, data: bytes, five_tuple: FiveTuple) -> None: ...
 
-    def stream_opened(self, connection: StreamConnection) -> None: ...
+    def stream_opened(self, connection: StreamConnection) -> bool: ...
 
     def stream_closed(self, connection: StreamConnection) -> None: ...
 
@@ -86,8 +87,12 @@ class StreamConnection(asyncio.BufferedProtocol):
             return
         if self.kind is Transport.TCP:
             _set_nodelay(self.transport)
-        self.five_tuple = FiveTuple((peer[0], peer[1]), (local[0], local[1]), self.kind)
-        self.shell.stream_opened(self)
+        five_tuple = FiveTuple((peer[0], peer[1]), (local[0], local[1]), self.kind)
+        self.five_tuple = five_tuple
+        if not self.shell.stream_opened(self):
+            self.five_tuple = None  # never admitted: nothing to tell the shell when it goes
+            self.transport.abort()
+            return
         self._arm_idle_check()
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -277,10 +282,12 @@ class StreamConnection(asyncio.BufferedProtocol):
 
     def _arm_idle_check(self) -> None:
         assert self._loop is not None
-        self._idle = self._loop.call_later(SETUP_TIMEOUT, self._idle_check)
+        self._idle = self._loop.call_later(self.shell.setup_timeout, self._idle_check)
 
     def _idle_check(self) -> None:
-        """Close connections that hold no allocation (RFC 8656 leaves this to the server)."""
+        """Close connections that hold no allocation (RFC 8656 leaves this to the server): one
+        that never sent, never authenticated or deleted its allocation holds an fd for
+        nothing."""
         assert self.five_tuple is not None
         if self.shell.has_allocation(self.five_tuple):
             self._arm_idle_check()

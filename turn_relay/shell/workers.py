@@ -21,6 +21,10 @@ The control socketpair carries one JSON object per line each way: the parent ask
 ``drain``, ``status``; `turn_relay.shell.operations.RelayOperations.control`) and the worker
 answers with one line. /metrics sums the workers' counters; the admin API asks every worker
 and merges (`turn_relay.shell.admin_view.WorkersAdmin`).
+
+The kernel offload (`turn_relay.shell.offload`) is opened by the parent before it forks: one
+program and map pair shared by every worker, each writing its own routes; the parent detaches
+when the workers are gone, so a worker's exit never breaks the others' kernel routes.
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ from turn_relay.config import ConfigError, Secrets, TurnConfig
 
 from .admin_view import WorkersAdmin
 from .datagrams import udp_socket
-from .metrics import prometheus_text
+from .metrics import offload_state, prometheus_text
+from .offload import KernelStart, start_kernel_offload
 from .operations import RelayOperations
 from .server import RelayServer, check_relay_addresses, start_api, stream_socket
 from .tuning import tune_gc
@@ -103,14 +108,22 @@ def run_workers(config: TurnConfig, secrets: Secrets, workers: int) -> int:
         logger.warning("only %d relay port(s): running %d worker(s)", available, available)
         workers = available
     check_listeners(config)
-    return _Supervisor(config, secrets, workers).run()
+    kernel = start_kernel_offload(config)  # raises OffloadUnavailable with "on"
+    try:
+        return _Supervisor(config, secrets, workers, kernel).run()
+    finally:
+        if kernel.offload is not None:
+            kernel.offload.close()
 
 
 class _Supervisor:
-    def __init__(self, config: TurnConfig, secrets: Secrets, workers: int) -> None:
+    def __init__(
+        self, config: TurnConfig, secrets: Secrets, workers: int, kernel: KernelStart
+    ) -> None:
         self.config = config
         self.secrets = secrets
         self.workers = workers
+        self.kernel = kernel
         self.children: dict[int, socket.socket] = {}  # pid -> control socket (parent's end)
         self.stopping = False
         self.status = 0
@@ -147,6 +160,8 @@ class _Supervisor:
                 other.close()
             status = 1
             try:
+                if self.kernel.offload is not None:
+                    self.kernel.offload.after_fork()
                 server = RelayServer(
                     self.config,
                     self.secrets,
@@ -155,6 +170,7 @@ class _Supervisor:
                     reuse_port=True,
                     api=False,
                     announce=index == 0,
+                    kernel=self.kernel,
                 )
 
                 tune_gc()
@@ -275,6 +291,8 @@ class _Supervisor:
                 continue
             for key, value in snapshot.items():
                 total[key] = total.get(key, 0) + float(value)
+        routes = total.get("turnkit_relay_kernel_routes", 0.0)
+        total.update(offload_state(self.kernel.state, int(routes)))  # one state, not N
         return prometheus_text(total)
 
     async def _ask_workers(self, request: dict[str, Any]) -> list[Any]:
