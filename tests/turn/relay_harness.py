@@ -277,11 +277,11 @@ async def eventually(condition: Any, timeout: float = TIMEOUT) -> None:
         await asyncio.sleep(0.01)
 
 
-async def wait_until_answering(port: int, timeout: float = 10.0) -> None:
-    """Until a turn-relay process on 127.0.0.1:``port`` answers a Binding over UDP."""
+async def wait_until_answering(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
+    """Until a turn-relay process on ``host``:``port`` answers a Binding over UDP."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        client = await WireClient.over_udp(("127.0.0.1", port))
+        client = await WireClient.over_udp((host, port))
         try:
             await client.exchange(Message(Method.BINDING, MessageClass.REQUEST), sign=False)
             return

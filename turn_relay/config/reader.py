@@ -356,7 +356,7 @@ def _metrics(table: Table) -> MetricsConfig:
 _FLEET = FleetConfig()
 
 
-def _fleet(table: Table, listen: ListenConfig) -> FleetConfig:
+def _fleet(table: Table, listen: ListenConfig, server: ServerConfig) -> FleetConfig:
     url = table.optional_text("redis_url")
     if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
         raise table.fail("redis_url", f"{url!r}: expected redis://, rediss:// or unix://")
@@ -386,6 +386,10 @@ def _fleet(table: Table, listen: ListenConfig) -> FleetConfig:
         raise table.fail("ttl", f"{fleet.ttl} must be longer than heartbeat {fleet.heartbeat}")
     if not fleet.prefix:
         raise table.fail("prefix", "is empty")
+    if fleet.enabled and server.workers != 1:
+        raise table.fail(
+            "redis_url", "a fleet member runs one process: set server.workers = 1 (--workers 1)"
+        )
     table.finish()
     return fleet
 
@@ -446,7 +450,7 @@ def parse(data: Mapping[str, object]) -> TurnConfig:
         peer_policy=_peer_policy(root.table("peer_policy")),
         api=api,
         metrics=_metrics(root.table("metrics")),
-        fleet=_fleet(root.table("fleet"), listen),
+        fleet=_fleet(root.table("fleet"), listen, server),
         offload=_offload(root.table("offload")),
         rendezvous=parse_rendezvous(root.table("rendezvous"), api.enabled),
         check=_check(root.table("check"), server, api),

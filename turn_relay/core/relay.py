@@ -591,9 +591,12 @@ class RelayCore:
         """300 Try Alternate naming the first alternate server (RFC 8489 section 10), or,
         with none configured, 403 Forbidden: an administrative refusal, not the user's quota
         (486) nor the relay's capacity (508), so neither alert fires on a deploy."""
+        alternate = self._allocations.alternate  # the fleet's least-loaded sibling
         alternates = self.settings.alternates
-        if alternates:
-            server = attrs.AlternateServer(*alternates[0])
+        if alternate is None and alternates:
+            alternate = alternates[0]
+        if alternate is not None:
+            server = attrs.AlternateServer(*alternate)
             return RequestError(300, "draining", server, reason="draining")
         return RequestError(403, "draining, no alternate server configured", reason="draining")
 

@@ -188,6 +188,14 @@ HELP: Mapping[str, str] = {
         " unavailable: auto mode fell back to userspace; the log says why)."
     ),
     "turnkit_relay_kernel_routes": "Channel routes in the kernel now.",
+    "turnkit_relay_fleet_connected": (
+        "1 while this relay reaches the fleet's Redis; 0 while it serves on alone (quotas per"
+        " relay, sessions and commands local)."
+    ),
+    "turnkit_relay_fleet_outages_total": "Times the fleet's Redis became unreachable.",
+    "turnkit_relay_fleet_errors_total": "Redis calls of the fleet link that failed.",
+    "turnkit_relay_fleet_siblings": "Other relays of the fleet seen in the last heartbeat.",
+    "turnkit_relay_fleet_commands_total": "Fleet commands (kick, revoke, drain ...) received.",
     "turnkit_relay_kernel_packets_total": (
         "Packets the kernel forwarded, by direction (included in relayed_packets_total)."
     ),

@@ -14,6 +14,7 @@ from stun_server import logfmt
 from turn_relay.config import Secrets, TurnConfig
 
 from .admin_view import LocalAdmin
+from .fleet import FleetAdmin, RelayFleet
 from .operations import RelayOperations
 from .server import RelayServer
 from .stream_caps import raise_open_files_limit
@@ -46,7 +47,13 @@ def run_relay(
             sys.exit(status)
         return
     server = RelayServer(config, secrets)
-    server.admin = LocalAdmin(config, RelayOperations(server))
+    operations = RelayOperations(server)
+    if config.fleet.enabled:
+        fleet = RelayFleet(operations, config, secrets)
+        server.fleet = fleet
+        server.admin = FleetAdmin(config, fleet)
+    else:
+        server.admin = LocalAdmin(config, operations)
     tune_gc()
     try:
         import uvloop

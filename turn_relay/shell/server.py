@@ -24,6 +24,7 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Protocol
 
 from aiohttp import web
 
@@ -71,6 +72,15 @@ from .streams import StreamConnection
 from .tls import ReloadableCertificate
 
 logger = logging.getLogger(__name__)
+
+
+class RelayFleetLike(Protocol):
+    """What the server needs of its fleet membership (`turn_relay.shell.fleet.RelayFleet`)."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    def metrics(self) -> dict[str, float]: ...
+
 
 _TLS_HANDSHAKE_TIMEOUT = 10.0
 _BACKLOG = 512
@@ -213,6 +223,7 @@ class RelayServer:
         self.drain_deadline: float | None = None  # monotonic; set while draining
         self.last_reload: dict[str, object] | None = None  # when, ok, error
         self.admin: AdminView | None = None  # set by the process entry when it serves the API
+        self.fleet: RelayFleetLike | None = None  # set by the process entry in a fleet
         self._housekeeping: asyncio.TimerHandle | None = None
         self._reuse_port = reuse_port
         self._serve_api = api
@@ -257,6 +268,8 @@ class RelayServer:
             self._start_kernel()
             await self._start_listeners()
             await self._start_api()
+            if self.fleet is not None:
+                await self.fleet.start()
         except BaseException:
             await self.stop()
             raise
@@ -272,6 +285,8 @@ class RelayServer:
         loop = self._loop
         if loop is None:
             return
+        if self.fleet is not None:
+            await self.fleet.stop()  # leaves the fleet first: siblings stop naming this relay
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -505,7 +520,7 @@ class RelayServer:
             connections=len(self.connections),
             by_transport=Counter(a.five_tuple.transport.value for a in self.core.sessions()),
             offload=offload_state(self.kernel.state, self.kernel.installed),
-        )
+        ) | (self.fleet.metrics() if self.fleet is not None else {})
 
     # ================================================================ slow path into the core
 
