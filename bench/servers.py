@@ -9,8 +9,11 @@ servers' flags.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import importlib.util
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -272,9 +275,76 @@ def turnkit_offload_available(role: Role) -> str | None:
     return None
 
 
+def turnkit_single_relay_command(cfg: ServerConfig) -> list[str]:
+    """`turnkit_relay_command` in one process: the baseline of `turnkit_fleet_relay_command`."""
+    return [*turnkit_relay_command(cfg), "--workers", "1"]
+
+
+class _BenchRedis:
+    """One throwaway redis-server for the whole bench run (Debian's), stopped at exit."""
+
+    process: subprocess.Popen[bytes] | None = None
+    port = 0
+
+    @classmethod
+    def url(cls, workdir: Path) -> str:
+        if cls.process is None or cls.process.poll() is not None:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                cls.port = probe.getsockname()[1]
+            cls.process = subprocess.Popen(
+                ["redis-server", "--port", str(cls.port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", str(workdir)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            atexit.register(cls.stop)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                with (
+                    contextlib.suppress(OSError),
+                    socket.create_connection(("127.0.0.1", cls.port), timeout=0.2),
+                ):
+                    break
+                time.sleep(0.05)
+        return f"redis://127.0.0.1:{cls.port}/0"
+
+    @classmethod
+    def stop(cls) -> None:
+        if cls.process is not None and cls.process.poll() is None:
+            cls.process.terminate()
+            cls.process.wait(timeout=5)
+
+
+def turnkit_fleet_relay_command(cfg: ServerConfig) -> list[str]:
+    """`turnkit_single_relay_command` as a fleet member: the same config plus [fleet] on a
+    redis-server the bench starts (per-user counts, sessions and load published every 0.5 s)."""
+    argv = turnkit_relay_command(cfg)
+    config = Path(argv[argv.index("--config") + 1])
+    fleet = (
+        f"\n[fleet]\nredis_url = {_toml_str(_BenchRedis.url(cfg.workdir))}\n"
+        f'relay_id = "bench"\nadvertise = [{_toml_str(f"{cfg.host}:{cfg.port}")}]\n'
+    )
+    config.write_text(config.read_text() + fleet)
+    return [*argv, "--workers", "1"]
+
+
+def turnkit_fleet_available(role: Role) -> str | None:
+    if role != "turn":
+        return "the fleet is a relay feature"
+    if shutil.which("redis-server") is None:
+        return "redis-server not installed (scripts/bootstrap.sh installs it)"
+    return turnkit_available(role)
+
+
 PRODUCTS: dict[str, Product] = {
     "coturn": Product("coturn", coturn_stun_command, coturn_turn_command, coturn_available),
     "turnkit": Product("turnkit", turnkit_stun_command, turnkit_relay_command, turnkit_available),
+    "turnkit-single": Product(
+        "turnkit-single", turnkit_stun_command, turnkit_single_relay_command, turnkit_available
+    ),
+    "turnkit-fleet": Product(
+        "turnkit-fleet", turnkit_stun_command, turnkit_fleet_relay_command, turnkit_fleet_available
+    ),
     "turnkit-offload": Product(
         "turnkit-offload",
         turnkit_stun_command,

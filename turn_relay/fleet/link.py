@@ -4,7 +4,7 @@ Keys (``prefix`` defaults to ``turnkit``)::
 
     {prefix}:relays                 set of relay ids that have published
     {prefix}:relay:{id}             that relay's RelaySnapshot (JSON), expires after ``ttl``
-    {prefix}:relay:{id}:sessions    its sessions (JSON list), expires after ``ttl``
+    {prefix}:relay:{id}:sessions    its sessions (JSON list), every ``sessions_interval``, expiring
     {prefix}:revoked                hash user -> "until" (Unix seconds, or "" for no end)
     {prefix}:commands               pub/sub channel of Command JSON
     {prefix}:report:{id}            a stored check or peer-test report, expires
@@ -52,6 +52,9 @@ class FleetSettings:
     heartbeat: float = 0.5  # seconds between publishes (and reads of the siblings)
     ttl: float = 3.0  # a relay silent this long drops out of the fleet
     timeout: float = 1.0  # per Redis call
+    # the session registry is rebuilt less often than the heartbeat: it costs one record per
+    # allocation, where the heartbeat's snapshot costs one number per user
+    sessions_interval: float = 2.0
     max_backoff: float = 5.0
 
 
@@ -99,6 +102,7 @@ class FleetLink:
             retry_on_timeout=False,
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._sessions_due = 0.0  # monotonic time of the next session registry publish
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
 
@@ -160,19 +164,25 @@ class FleetLink:
         own = self._snapshot()
         ttl_ms = int(settings.ttl * 1000)
         relays_key = self._key("relays")
+        now = time.monotonic()
+        publish_sessions = now >= self._sessions_due or not self.status.connected
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.set(self._key("relay", settings.relay_id), own.to_json(), px=ttl_ms)
-            pipe.set(
-                self._key("relay", settings.relay_id, "sessions"),
-                json.dumps(self._sessions(), separators=(",", ":")),
-                px=ttl_ms,
-            )
+            if publish_sessions:
+                pipe.set(
+                    self._key("relay", settings.relay_id, "sessions"),
+                    json.dumps(self._sessions(), separators=(",", ":")),
+                    px=int(max(settings.ttl, 3 * settings.sessions_interval) * 1000),
+                )
             pipe.sadd(relays_key, settings.relay_id)
             pipe.smembers(relays_key)
             pipe.hgetall(self._key("revoked"))
             results = await pipe.execute()
-        members = sorted(_decode(m) for m in results[3])
-        revoked = _revocations(results[4])
+        if publish_sessions:
+            self._sessions_due = now + settings.sessions_interval
+            results.pop(1)
+        members = sorted(_decode(m) for m in results[2])
+        revoked = _revocations(results[3])
         snapshots = await self._read_snapshots(members)
         facts = merge(settings.relay_id, snapshots)
         self._came_up()
