@@ -63,7 +63,12 @@ class FakeRelay:
 
 def link_for(relay: FakeRelay, url: str) -> FleetLink:
     settings = FleetSettings(
-        url, relay.relay_id, (f"{relay.relay_id}:3478",), heartbeat=0.1, ttl=1.0
+        url,
+        relay.relay_id,
+        (f"{relay.relay_id}:3478",),
+        heartbeat=0.1,
+        ttl=1.0,
+        sessions_interval=0.2,
     )
     hooks = FleetHooks(
         relay.snapshot, relay.sessions, relay.on_facts, relay.on_command, relay.on_revocations

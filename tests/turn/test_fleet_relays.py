@@ -65,6 +65,7 @@ def write_config(directory: Path, name: str, port: int, api_port: int, redis: Re
         f'api_key_file = "{directory / "api-key"}"\nadmin_key_file = "{directory / "admin-key"}"\n'
         f'[fleet]\nredis_url = "{redis.url}"\nrelay_id = "{name}"\n'
         f'advertise = ["{host}:{port}"]\nheartbeat = 0.2\nttl = 1.0\n'
+        "sessions_interval = 0.5\n"
     )
     return config
 

@@ -239,6 +239,9 @@ class FleetConfig:
     advertise: tuple[tuple[str, int], ...] = ()
     heartbeat: float = 0.5  # seconds between publishing and reading the fleet
     ttl: float = 3.0  # a relay silent this long drops out
+    # seconds between publishes of the session registry (one record per allocation, so slower
+    # than the heartbeat): how stale `turn-relay sessions` may be for the other relays
+    sessions_interval: float = 5.0
     prefix: str = "turnkit"  # Redis key prefix: one Redis can hold several fleets
 
     @property

@@ -380,6 +380,7 @@ def _fleet(table: Table, listen: ListenConfig, server: ServerConfig) -> FleetCon
         advertise=advertise,
         heartbeat=table.positive_number("heartbeat", _FLEET.heartbeat),
         ttl=table.positive_number("ttl", _FLEET.ttl),
+        sessions_interval=table.positive_number("sessions_interval", _FLEET.sessions_interval),
         prefix=table.text("prefix", _FLEET.prefix),
     )
     if fleet.ttl <= fleet.heartbeat:

@@ -54,7 +54,7 @@ class FleetSettings:
     timeout: float = 1.0  # per Redis call
     # the session registry is rebuilt less often than the heartbeat: it costs one record per
     # allocation, where the heartbeat's snapshot costs one number per user
-    sessions_interval: float = 2.0
+    sessions_interval: float = 5.0
     max_backoff: float = 5.0
 
 

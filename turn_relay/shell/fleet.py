@@ -45,6 +45,7 @@ def link_settings(config: TurnConfig, secrets: Secrets) -> FleetSettings:
         prefix=fleet.prefix,
         heartbeat=fleet.heartbeat,
         ttl=fleet.ttl,
+        sessions_interval=fleet.sessions_interval,
     )
 
 
