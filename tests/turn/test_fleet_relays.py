@@ -82,7 +82,12 @@ async def fleet_relay(directory: Path, name: str, redis: RedisServer) -> AsyncIt
     )  # fmt: skip
     relay = Relay(port, f"http://{HOSTS[name]}:{api_port}", directory, process)
     try:
-        await wait_until_answering(port, host=HOSTS[name])
+        try:  # three relays and a browser tier may share two cores: allow a slow start
+            await wait_until_answering(port, timeout=30.0, host=HOSTS[name])
+        except AssertionError:
+            log.flush()
+            tail = (directory / "relay.log").read_text()[-2000:]
+            raise AssertionError(f"relay {name} did not start; its log ends:\n{tail}") from None
         await _api_up(relay.api)
         yield relay
     finally:
