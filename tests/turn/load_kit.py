@@ -178,13 +178,23 @@ class Load:
         return [client.answer for client in clients]
 
     def data_round(
-        self, clients: Sequence[Client], number: int, *, timeout: float = 5.0, batch: int = 100
+        self,
+        clients: Sequence[Client],
+        number: int,
+        *,
+        timeout: float = 5.0,
+        batch: int = 100,
+        meanwhile: Callable[[], object] | None = None,
     ) -> int:
-        """Send payload ``number`` from every client, wait for the echoes; how many came back."""
+        """Send payload ``number`` from every client, wait for the echoes; how many came back.
+
+        ``meanwhile()`` runs once the first batch is out, while the rest is in flight."""
         for start in range(0, len(clients), batch):
             for client in clients[start : start + batch]:
                 assert client.relayed is not None
                 client.sock.sendto(client.data(self.peer, client.payload(number)), self.server)
+            if meanwhile is not None and start == 0:
+                meanwhile()
             self.poll(0)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not all(number in c.echoed for c in clients):
