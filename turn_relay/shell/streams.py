@@ -19,6 +19,10 @@ The data path, measured with py-spy under a 50-client TCP flood (docs/benchmarks
   ``write`` per frame (TLS still makes one record per frame). Writes
   towards a client that does not read are dropped once its send buffer passes a limit, so a slow
   client costs bounded memory. TCP_NODELAY is on: batching is ours, not Nagle's.
+- TLS: the transport is plain TCP and the connection runs `stun_server.tlsbio.TlsSession`:
+  ciphertext is read into a 16 KiB buffer of its own, the plaintext appended to the frame buffer
+  (then parsed as above), frames out are encrypted one record each. The loop's own TLS kept
+  ~300 KiB of heap per connection that glibc never gave back (docs/operations.md, "TLS memory").
 """
 
 from __future__ import annotations
