@@ -9,15 +9,16 @@ time, 62 MiB of the main arena free but kept, 3.9 MiB in use, the same as before
 Here a connection costs what OpenSSL needs (some tens of KiB) and reads are `READ_SIZE` bytes.
 
 `TlsSession.receive(data)` feeds ciphertext and returns (plaintext, ciphertext to send);
-`send(plaintext)` returns ciphertext; `close()` returns the close_notify alert. Every error is an
-`ssl.SSLError`; after the peer's close_notify `peer_closed` is true (answer it with `close()`).
-Shared by the STUN server and the relay.
+`send(plaintext)` returns ciphertext (`send_records`: one record per plaintext); `close()`
+returns the close_notify alert. Every error is an `ssl.SSLError`; after the peer's close_notify
+`peer_closed` is true (answer it with `close()`). Shared by the STUN server and the relay.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ssl
+from collections.abc import Iterable
 
 READ_SIZE = 16 * 1024  # one TLS record at most; STUN messages are far smaller
 
@@ -57,6 +58,13 @@ class TlsSession:
     def send(self, plaintext: bytes) -> bytes:
         """Plaintext for the peer -> ciphertext to send (after the handshake)."""
         self._tls.write(plaintext)
+        return self._outgoing.read()
+
+    def send_records(self, plaintexts: Iterable[bytes]) -> bytes:
+        """Each plaintext in a record of its own -> the ciphertext of them all, in order."""
+        write = self._tls.write
+        for plaintext in plaintexts:
+            write(plaintext)
         return self._outgoing.read()
 
     def close(self) -> bytes:

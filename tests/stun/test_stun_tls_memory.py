@@ -16,7 +16,7 @@ import pytest
 from stun_testkit import stun_server_process
 from turnkit_testing import free_port_pair, self_signed_certificate
 
-CHURN = Path(__file__).with_name("tls_churn.py")
+CHURN = Path(__file__).parents[1] / "turnkit_testing" / "tls_churn.py"
 CLIENTS = 2
 PER_CLIENT = 5_000
 CONCURRENCY = 100  # per client: 200 open at a time

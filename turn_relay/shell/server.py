@@ -82,7 +82,6 @@ class RelayFleetLike(Protocol):
     def metrics(self) -> dict[str, float]: ...
 
 
-_TLS_HANDSHAKE_TIMEOUT = 10.0
 _BACKLOG = 512
 _LOGGED_INTERNAL_ERRORS = 20  # then only counted, so a bug cannot flood the log
 _TIMER_SLACK = 0.001  # uvloop timers have 1 ms resolution: never wake up just before a deadline
@@ -397,19 +396,18 @@ class RelayServer:
             self._schedule_kernel_poll()
 
     async def _start_stream(self, kind: Transport, address: Address) -> None:
+        """A TCP listener; for TLS too: the connections run TLS themselves over memory BIOs
+        (the loop's own TLS keeps ~300 KiB of heap per connection that glibc never returns,
+        docs/operations.md "TLS memory"), each with the certificate current when it came."""
         assert self._loop is not None
-        context = None
+        tls: Callable[[], ssl.SSLContext] | None = None
         if kind is Transport.TLS:
-            self._tls = self._tls or _tls_certificate(self.config)
-            context = self._tls.listening
+            certificate = self._tls = self._tls or _tls_certificate(self.config)
+            tls = certificate.context
         sock = stream_socket(address, reuse_port=self._reuse_port)
         try:
             server = await self._loop.create_server(
-                lambda: StreamConnection(self, kind),
-                sock=sock,
-                backlog=_BACKLOG,
-                ssl=context,
-                ssl_handshake_timeout=_TLS_HANDSHAKE_TIMEOUT if context else None,
+                lambda: StreamConnection(self, kind, tls), sock=sock, backlog=_BACKLOG
             )
         except BaseException:
             sock.close()

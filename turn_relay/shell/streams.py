@@ -19,6 +19,10 @@ The data path, measured with py-spy under a 50-client TCP flood (docs/benchmarks
   ``write`` per frame (TLS still makes one record per frame). Writes
   towards a client that does not read are dropped once its send buffer passes a limit, so a slow
   client costs bounded memory. TCP_NODELAY is on: batching is ours, not Nagle's.
+- TLS: the transport is plain TCP and the connection runs `stun_server.tlsbio.TlsSession`:
+  ciphertext is read into a 16 KiB buffer of its own, the plaintext appended to the frame buffer
+  (then parsed as above), frames out are encrypted one record each. The loop's own TLS kept
+  ~300 KiB of heap per connection that glibc never gave back (docs/operations.md, "TLS memory").
 """
 
 from __future__ import annotations
@@ -26,9 +30,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from collections.abc import Callable
 from typing import Protocol, cast
 
+from stun_server.tlsbio import TlsSession
 from turn_relay.core.allocation import Address, FiveTuple, Traffic, Transport
 
 from .datagrams import send_many
@@ -39,6 +45,8 @@ SETUP_TIMEOUT = 10.0  # default of listen.stream_setup_timeout
 READ_BUDGET = 8 * 1024  # bytes one connection may read per event-loop iteration
 _FIRST_READ = 4096  # a new connection's buffer; it grows while reads fill it
 _MAX_READ = 16 * 1024
+_TLS_READ = 16 * 1024 + 256  # one TLS record with its header and tag
+TLS_FAILED = "tls-failed"  # a drop reason
 _COOKIE = b"\x21\x12\xa4\x42"
 _PADDING = (b"", b"\x00\x00\x00", b"\x00\x00", b"\x00")  # by length % 4
 
@@ -57,9 +65,20 @@ class StreamShell(Protocol):
 
 
 class StreamConnection(asyncio.BufferedProtocol):
-    def __init__(self, shell: StreamShell, kind: Transport) -> None:
+    """One client's TCP connection; with ``tls`` (the context for new handshakes, read when the
+    connection is admitted) its TLS runs here over memory BIOs (`stun_server.tlsbio`)."""
+
+    def __init__(
+        self,
+        shell: StreamShell,
+        kind: Transport,
+        tls: Callable[[], ssl.SSLContext] | None = None,
+    ) -> None:
         self.shell = shell
         self.kind = kind
+        self._tls_context = tls
+        self._tls: TlsSession | None = None
+        self._ciphertext: memoryview | None = None  # what the transport reads into, with TLS
         self.five_tuple: FiveTuple | None = None
         self.transport: asyncio.Transport | None = None
         self.routes: dict[int, tuple[socket.socket, Address]] = {}  # channel -> (relay, peer)
@@ -93,18 +112,34 @@ class StreamConnection(asyncio.BufferedProtocol):
             self.five_tuple = None  # never admitted: nothing to tell the shell when it goes
             self.transport.abort()
             return
-        self._arm_idle_check()
+        if self._tls_context is not None:
+            try:
+                self._tls = TlsSession(self._tls_context())
+            except ssl.SSLError:
+                self._tls_failed()
+                return
+            self._ciphertext = memoryview(bytearray(_TLS_READ))
+        self._arm_idle_check()  # the setup timeout also bounds the TLS handshake
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        if self._ciphertext is not None:
+            return self._ciphertext
         end = self._end
         if len(self._buffer) - end < self._read_size:
             end = self._make_room()
         return self._view[end : end + self._read_size]
 
     def buffer_updated(self, nbytes: int) -> None:
+        if self._tls is not None:
+            self._tls_received(nbytes)
+            return
         if nbytes == self._read_size and self._read_size < _MAX_READ:
             self._read_size *= 2  # reads fill the buffer: offer more next time
         self._end += nbytes
+        self._received(nbytes)
+
+    def _received(self, nbytes: int) -> None:
+        """``nbytes`` of plaintext were added at the end of the buffer: handle its frames."""
         self._budget -= nbytes
         self._parse()
         if self._budget <= 0 and not self._paused and self._loop is not None:
@@ -124,6 +159,8 @@ class StreamConnection(asyncio.BufferedProtocol):
         self._start = self._end = 0
         self._out.clear()
         self.routes.clear()
+        self._tls = None
+        self._ciphertext = None
         if self.five_tuple is not None:
             self.shell.stream_closed(self)
 
@@ -141,7 +178,10 @@ class StreamConnection(asyncio.BufferedProtocol):
         if transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
             self.shell.stats.dropped["client-stream-backlog"] += 1
             return
-        transport.write(data)
+        if self._tls is None:
+            transport.write(data)
+        elif self._tls.handshake_done:
+            self._write_records((data,))
 
     def deliver_to(self, header: bytes) -> Callable[[list[bytes]], None]:
         """A fast-path sender of ChannelData (padded to 4) on ``header``'s channel.
@@ -174,11 +214,58 @@ class StreamConnection(asyncio.BufferedProtocol):
         # One call, and still one buffer per frame: TCP gathers them into one writev; TLS makes
         # a record per frame, which clients that expect one message per record (coturn's
         # turnutils_uclient) need: frames joined into one record reached it as one message.
-        transport.writelines(out)
+        if self._tls is None:
+            transport.writelines(out)
+        elif self._tls.handshake_done:
+            self._write_records(out)
 
     def close(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self._tls is not None:
+            with contextlib.suppress(ssl.SSLError):
+                transport.write(self._tls.close())  # close_notify
+        transport.close()
+
+    # ------------------------------------------------------------ TLS
+
+    def _tls_received(self, nbytes: int) -> None:
+        """Ciphertext arrived: answer the handshake, move the plaintext into the buffer."""
+        tls, transport, ciphertext = self._tls, self.transport, self._ciphertext
+        assert tls is not None and transport is not None and ciphertext is not None
+        try:
+            plaintext, to_send = tls.receive(bytes(ciphertext[:nbytes]))
+        except ssl.SSLError:
+            self._tls_failed()
+            return
+        if to_send:
+            transport.write(to_send)
+        if plaintext:
+            self._append(plaintext)
+        if tls.peer_closed:
+            self.close()  # answer the peer's close_notify with ours
+
+    def _append(self, plaintext: bytes) -> None:
+        size = len(plaintext)
+        if len(self._buffer) - self._end < size:
+            self._make_room(size)
+        end = self._end
+        self._buffer[end : end + size] = plaintext
+        self._end = end + size
+        self._received(size)
+
+    def _write_records(self, frames: tuple[bytes, ...] | list[bytes]) -> None:
+        assert self._tls is not None and self.transport is not None
+        try:
+            self.transport.write(self._tls.send_records(frames))
+        except ssl.SSLError:
+            self._tls_failed()
+
+    def _tls_failed(self) -> None:
+        self.shell.stats.dropped[TLS_FAILED] += 1
+        if self.transport is not None:
+            self.transport.abort()
 
     # ------------------------------------------------------------ internals
 
@@ -254,11 +341,12 @@ class StreamConnection(asyncio.BufferedProtocol):
         if failed:
             self.shell.stats.dropped["peer-send-failed"] += failed
 
-    def _make_room(self) -> int:
-        """Move the incomplete frame to the front, into a larger buffer if a read won't fit."""
+    def _make_room(self, incoming: int = 0) -> int:
+        """Move the incomplete frame to the front, into a larger buffer if a read (or
+        ``incoming`` bytes) won't fit."""
         start, end = self._start, self._end
         pending = end - start
-        needed = pending + self._read_size
+        needed = pending + max(self._read_size, incoming)
         if len(self._buffer) < needed:
             buffer = bytearray(needed)
             buffer[:pending] = self._view[start:end]

@@ -1,9 +1,8 @@
 """The TLS listeners' certificate, replaceable while they run (SIGHUP).
 
-asyncio hands one `ssl.SSLContext` to a listener for its lifetime, so that context only
-receives handshakes: its SNI callback, which OpenSSL calls for every ClientHello (with or
-without a server name), moves the connection onto the *current* context, the one holding the
-newest certificate and key. A reload builds a new current context after checking the files
+Each TLS connection runs its own `stun_server.tlsbio.TlsSession`, made with the context
+`ReloadableCertificate.context` returns when the connection is admitted: the one holding the
+newest certificate and key. A reload builds a new context after checking the files
 (`turn_relay.config.tls_files`); connections already up keep the context they started with,
 and a bad new pair leaves the old one serving.
 """
@@ -42,18 +41,14 @@ def checked_context(cert: Path, key: Path) -> ssl.SSLContext:
 
 
 class ReloadableCertificate:
-    """``listening`` goes to the listeners; `reload` swaps what new handshakes get."""
+    """`context` is what a new connection gets; `reload` swaps it."""
 
     def __init__(self, cert: Path, key: Path) -> None:
         self.cert, self.key = cert, key
         self.current = server_context(cert, key)
-        self.listening = server_context(cert, key)
-        self.listening.sni_callback = self._hand_over
 
-    def _hand_over(
-        self, connection: ssl.SSLObject | ssl.SSLSocket, _name: str | None, _ctx: ssl.SSLContext
-    ) -> None:
-        connection.context = self.current
+    def context(self) -> ssl.SSLContext:
+        return self.current
 
     def reload(self) -> bool:
         """Re-read the files; on a problem keep the previous pair (logged at warning)."""
