@@ -273,3 +273,63 @@ def test_an_expired_link_is_refused(relay: Relay) -> None:
 
     token = mint_token("check-page-link-secret-0123456789", "7KQ2M9XD", 1000, None, 999)
     assert fetch(f"{relay.api}/check/{token}")[0] == 403
+
+
+def test_the_check_page_tests_a_call_with_another_person(relay: Relay, tmp_path: Path) -> None:
+    """ "Test with another person": the page's button opens a room on the check link's
+    authority and shows a link and code; `rtccheck peer CODE --json` joins from the CLI and
+    both sides get the same verdict, stored once as a peer report."""
+    link = mint(relay)
+    out, code_file = tmp_path / "page.json", tmp_path / "code.txt"
+    argv = driver_argv(link["url"], out, relay.spki, "--peer-code-file", str(code_file))
+    page_process = subprocess.Popen([*argv, "--peer-timeout", "100"])
+    try:
+        while not code_file.exists() and page_process.poll() is None:
+            time.sleep(0.3)
+        if not code_file.exists():
+            page_process.wait(10)
+            pytest.fail(f"the page showed no room code: {out.read_text()[:3000]}")
+        code = code_file.read_text()
+        cli = subprocess.run(
+            [RTCCHECK, "peer", code, "--relay", relay.api, "--ca-file", str(relay.cert), "--json"],
+            check=False, capture_output=True, text=True, timeout=150,
+        )  # fmt: skip
+        assert page_process.wait(150) == 0
+    finally:
+        if page_process.poll() is None:
+            page_process.kill()
+            page_process.wait(10)
+    page = json.loads(out.read_text())
+    peer = page["state"]["peer"]
+    assert cli.returncode == 0, (cli.stderr, peer)
+    cli_report = json.loads(cli.stdout)
+    assert peer["offered"] is True and peer["state"] == "pass", peer
+    assert peer["code"] == code and len(code) == 9 and code[4] == "-"
+    assert peer["link"].startswith(f"{relay.api}/peer/#")
+    assert peer["command"] == f"rtccheck peer {code} --relay {relay.api}"
+    assert peer["verdict"] == cli_report["verdict"]
+    assert cli_report["source"] == "peer"
+    page_report = json.loads(peer["report"])
+    assert page_report == cli_report
+    result_id = peer["stored"].split()[2].rstrip(":")
+    assert f"stored as report {result_id}" in cli.stderr
+    assert stored(relay, result_id)["report"]["verdict"] == peer["verdict"]
+    allowed = {relay.api, relay.api.replace("https", "wss")}
+    assert page_problems(page, allowed) == []
+
+
+def test_a_room_from_a_check_link_needs_a_valid_link(relay: Relay) -> None:
+    link = mint(relay)
+    token = link["url"].rpartition("/")[2]
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    assert fetch(f"{relay.api}/rendezvous/from-check/{forged}", b"")[0] == 403
+    status, body = fetch(f"{relay.api}/rendezvous/from-check/{token}", b"")
+    assert status == 200
+    room = json.loads(body)
+    assert "secret" not in body.decode().lower()
+    # the code hands out the other person's seat only, never the page's own
+    status, body = fetch(f"{relay.api}/rendezvous/code/{room['code']}")
+    assert status == 200
+    handed = json.loads(body)
+    assert handed["seat"] == "b" and handed["token"] == room["link"].partition("#")[2]
+    assert handed["token"] != room["token"]

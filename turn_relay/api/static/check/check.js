@@ -601,6 +601,42 @@ async function upload(report) {
   return body.id;
 }
 
+// ------------------------------------------------------------------ test with another person
+
+// The relay opens a peer-test room on this check link's authority (no secret reaches the
+// page): this page takes one seat, the other person gets a link or a code (or runs rtccheck
+// peer CODE). The test itself is the /peer/ page's script, embedded (peer.js, data-ids).
+function offerPeerTest(config) {
+  const box = document.getElementById("peer-box");
+  const button = document.getElementById("peer-start");
+  if (!config.peer_test || !window.turnkitPeer) return () => {};
+  box.hidden = false;
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    const status = document.getElementById("peer-status");
+    status.textContent = "Opening a room...";
+    const answer = await fetch(`/rendezvous/from-check/${token}`, { method: "POST" })
+      .catch((error) => ({ ok: false, status: 0, json: async () => ({ error: error.message }) }));
+    const room = await answer.json().catch(() => ({}));
+    if (!answer.ok) {
+      status.textContent = `The room could not be opened: ${room.error ?? `HTTP ${answer.status}`}.`;
+      box.dataset.state = "error";
+      button.disabled = false;
+      return;
+    }
+    const link = document.getElementById("peer-link");
+    link.href = room.link;
+    link.textContent = room.link;
+    document.getElementById("peer-code").textContent = room.code;
+    document.getElementById("peer-code-page").textContent = room.code_page;
+    document.getElementById("peer-command").textContent = room.command;
+    document.getElementById("peer-invite").hidden = false;
+    box.dataset.code = room.code;
+    await window.turnkitPeer.run(room.token);
+  });
+  return () => { button.disabled = false; };
+}
+
 async function main() {
   const share = document.getElementById("share-local");
   const answer = await fetch(`${base}/config`);
@@ -614,6 +650,7 @@ async function main() {
     note.textContent = `Reference: ${config.note}`;
     note.hidden = false;
   }
+  const enablePeerTest = offerPeerTest(config);
   const [ws, nat, gathered] = await Promise.all([
     checkWebSockets(config), checkStun(config), checkRelayGathering(config),
   ]);
@@ -631,6 +668,7 @@ async function main() {
       ` (The report could not be sent: ${error.message}. Your test id: ${config.test_id}.)`;
     document.body.dataset.reported = "failed";
   }
+  enablePeerTest();  // after this page's own test, so the two do not compete
 }
 
 main().catch((error) => {
