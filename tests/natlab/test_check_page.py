@@ -9,9 +9,9 @@ two addresses, so the page compares the mappings two STUN servers see), relaying
 the DOM verdict, the uploaded report's verdict kind, mapping and per-transport data results,
 and the address the relay saw, are compared with the site's design (`Site.expected`); the page
 requests nothing from any other origin and logs no error (CSP violations are log errors). After
-a relay restart ``rtccheck report ID --json`` returns each report. The udp_blocked site is then put behind two
-stricter firewalls (`Lab.egress_only`): only TCP 443 out ("tls-443-only"), and nothing out but
-the relay's web page ("blocked"). With
+a relay restart ``rtccheck report ID --json`` returns each report. The udp_blocked site is
+then put behind two stricter firewalls (`Lab.egress_only`): only TCP 443 out ("tls-443-only"),
+and nothing out but the relay's web page ("blocked"). With
 ``TURNKIT_CHECK_PAGE_SCREENSHOTS=1`` each verdict kind's screenshot is written to
 docs/check-page/.
 """
