@@ -4,7 +4,9 @@ A result that fails or warns (and a few skips) names its cause with one of these
 ``CheckResult.cause_id``. The same failure has the same id whichever check found it (a refused
 TCP connection is ``connection-refused`` in stun, turn, tls, gather and data alike). The ids are
 stable: CI pipelines match on them. What each one means, and which checks report it, is in
-docs/rtccheck-json.md (a test keeps that catalogue and this enum equal).
+docs/rtccheck-json.md (a test keeps that catalogue and this enum equal). The relay's check page
+(turn_relay/api/static/check/check.js) reports from the same vocabulary, since its stored
+reports use the same schema (tests/checkpage/test_page_cause_ids.py).
 """
 
 from __future__ import annotations
@@ -127,6 +129,7 @@ class CauseId(StrEnum):
     SOCKETIO_REFUSED = "socketio-refused"
     ROUND_TRIP_NO_ANSWER = "round-trip-no-answer"
     ROUND_TRIP_UNEXPECTED = "round-trip-unexpected"
+    WEBSOCKET_BLOCKED = "websocket-blocked"  # reported by the relay's check page only
 
     # rtccheck itself
     CHECK_TIMEOUT = "check-timeout"

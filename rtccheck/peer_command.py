@@ -13,7 +13,7 @@ import aiohttp
 import click
 
 from rtccheck.option_values import check_ca_file
-from rtccheck.peer.party import PeerOptions, PeerOutcome, run_peer
+from rtccheck.peer.party import PeerOptions, PeerOutcome, api_connector, run_peer
 from rtccheck.peer.signaling import PeerTestError, token_for_code
 from rtccheck.results import ExitCode
 from rtccheck.tlsinfo.trust import client_context
@@ -69,7 +69,9 @@ async def join_and_run(
 ) -> PeerOutcome:
     if token is None:
         assert code is not None
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        async with aiohttp.ClientSession(
+            connector=api_connector(options.tls), timeout=aiohttp.ClientTimeout(total=10)
+        ) as session:
             token = await token_for_code(session, relay, code)
     return await run_peer(token, options)
 
@@ -105,7 +107,7 @@ def _print_human(outcome: PeerOutcome, verdict: dict[str, Any]) -> None:
 @click.option(
     "--ca-file",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Trust this CA for TURN over TLS (turns:).",
+    help="Trust this CA (PEM) for the relay's https:// API and TURN over TLS (turns:).",
 )
 @click.option(
     "--leg-timeout",

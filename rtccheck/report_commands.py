@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 import click
 
-from rtccheck.option_values import read_secret_file
+from rtccheck.option_values import check_ca_file, read_secret_file
 from rtccheck.render import make_console, render_report_list, render_stored_report
 from rtccheck.results import ExitCode
 from rtccheck.stored_reports import (
@@ -23,6 +24,7 @@ from rtccheck.stored_reports import (
     read_from_api,
     read_from_state_dir,
 )
+from rtccheck.tlsinfo.trust import client_context
 from turn_relay.reports.result_id import ResultIdError
 
 API_KEY_ENV = "RTCCHECK_API_KEY"
@@ -56,6 +58,13 @@ _SOURCE_OPTIONS: tuple[Callable[[Any], Any], ...] = (
         help=f"Read the API key from this file (instead of {API_KEY_ENV}).",
     ),
     click.option(
+        "--ca-file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        metavar="PEM",
+        help="Trust only the CAs in this PEM file for an https:// --api (a relay API served "
+        "with its own certificate); default: the system trust store.",
+    ),
+    click.option(
         "--timeout",
         type=click.FloatRange(min=0, min_open=True),
         default=5.0,
@@ -79,6 +88,7 @@ REPORT_HELP = """Show one stored report by its result id (the id the check page 
 Examples:
   rtccheck report 7KQ2-M9XD --state-dir /var/lib/turn-relay
   RTCCHECK_API_KEY=... rtccheck report 7KQ2M9XD --api https://turn.example.com:8443/api --json
+  rtccheck report 7KQ2M9XD --api https://10.0.0.5:8443 --ca-file private-ca.pem --api-key-file k
 """
 
 REPORTS_HELP = """List the newest stored reports.
@@ -97,7 +107,7 @@ def report_command(result_id: str, **params: Any) -> None:
     document = _fetch(
         params,
         lambda state_dir, now: read_from_state_dir(state_dir, result_id, now),
-        lambda api, key, timeout: read_from_api(api, result_id, key, timeout),
+        lambda api, key, timeout, tls: read_from_api(api, result_id, key, timeout, tls),
     )
     if params["json_output"]:
         click.echo(json.dumps(document, indent=2, ensure_ascii=False))
@@ -114,7 +124,7 @@ def reports_command(limit: int, **params: Any) -> None:
     document = _fetch(
         params,
         lambda state_dir, now: list_from_state_dir(state_dir, limit, now),
-        lambda api, key, timeout: list_from_api(api, limit, key, timeout),
+        lambda api, key, timeout, tls: list_from_api(api, limit, key, timeout, tls),
     )
     if params["json_output"]:
         click.echo(json.dumps(document, indent=2, ensure_ascii=False))
@@ -125,23 +135,35 @@ def reports_command(limit: int, **params: Any) -> None:
 def _fetch(
     params: dict[str, Any],
     from_state: Callable[[Path, float], Any],
-    from_api: Callable[[str, str | None, float], Any],
+    from_api: Callable[[str, str | None, float, ssl.SSLContext | None], Any],
 ) -> Any:
     state_dir, api = params["state_dir"], params["api"]
     if (state_dir is None) == (api is None):
         raise click.UsageError("give either --state-dir DIR or --api URL")
+    if params["ca_file"] is not None and not (api or "").startswith("https://"):
+        raise click.UsageError("--ca-file is for an https:// --api URL")
     now = getattr(click.get_current_context().obj, "now", time.time)()
     try:
         if state_dir is not None:
             return from_state(state_dir, now)
         key = _api_key(params["api_key_file"])
-        return asyncio.run(from_api(api, key, params["timeout"]))
+        tls = _tls_context(params["ca_file"])
+        return asyncio.run(from_api(api, key, params["timeout"], tls))
     except ResultIdError as error:
         raise click.UsageError(str(error)) from None
     except ReportSourceError as error:
         raise SourceError(str(error)) from None
     except ReportNotFoundError as error:
         raise NotFoundError(str(error)) from None
+
+
+def _tls_context(path: Path | None) -> ssl.SSLContext | None:
+    if path is None:
+        return None
+    try:
+        return client_context(check_ca_file(path))
+    except ValueError as error:
+        raise SourceError(str(error)) from None
 
 
 def _api_key(path: Path | None) -> str | None:

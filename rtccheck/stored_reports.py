@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -56,23 +57,36 @@ def _open_store(state_dir: Path) -> ReportStore:
     return ReportStore(state_dir)
 
 
-async def read_from_api(api: str, result_id: str, key: str | None, timeout: float) -> Any:
+async def read_from_api(
+    api: str, result_id: str, key: str | None, timeout: float, tls: ssl.SSLContext | None = None
+) -> Any:
+    """``tls``: the context that verifies an https:// API (None: the system trust store)."""
     ident = parse_result_id(result_id)
-    return await _get(f"{api.rstrip('/')}/reports/{ident}", {}, key, timeout, ident)
+    return await _get(f"{api.rstrip('/')}/reports/{ident}", {}, key, timeout, ident, tls=tls)
 
 
-async def list_from_api(api: str, limit: int, key: str | None, timeout: float) -> Any:
-    return await _get(f"{api.rstrip('/')}/reports", {"limit": str(limit)}, key, timeout, None)
+async def list_from_api(
+    api: str, limit: int, key: str | None, timeout: float, tls: ssl.SSLContext | None = None
+) -> Any:
+    query = {"limit": str(limit)}
+    return await _get(f"{api.rstrip('/')}/reports", query, key, timeout, None, tls=tls)
 
 
 async def _get(
-    url: str, params: dict[str, str], key: str | None, timeout: float, ident: str | None
+    url: str,
+    params: dict[str, str],
+    key: str | None,
+    timeout: float,
+    ident: str | None,
+    *,
+    tls: ssl.SSLContext | None,
 ) -> Any:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
+    connector = aiohttp.TCPConnector(ssl=tls if tls is not None else True)
     try:
         async with (
             asyncio.timeout(timeout),
-            aiohttp.ClientSession() as session,
+            aiohttp.ClientSession(connector=connector) as session,
             session.get(url, params=params, headers=headers) as answer,
         ):
             if answer.status == 404 and ident is not None:
@@ -87,5 +101,10 @@ async def _get(
             return json.loads(await answer.text())
     except TimeoutError:
         raise ReportSourceError(f"{url}: no answer within {timeout:g} s") from None
+    except aiohttp.ClientConnectorCertificateError as error:
+        raise ReportSourceError(
+            f"{url}: the API's certificate is not trusted ({error.certificate_error}); "
+            "for a private CA pass it with --ca-file"
+        ) from None
     except (aiohttp.ClientError, ValueError) as error:
         raise ReportSourceError(f"{url}: {error}") from None

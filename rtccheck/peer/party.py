@@ -56,6 +56,11 @@ class PeerOutcome:
     error: str | None = None
 
 
+def api_connector(tls: ssl.SSLContext | None) -> aiohttp.TCPConnector:
+    """The relay's API (an https:// one signed by a private CA: ``tls`` trusts it)."""
+    return aiohttp.TCPConnector(ssl=tls if tls is not None else True)
+
+
 def party_description() -> dict[str, Any]:
     versions = {}
     for package in ("turnkit", "aiortc"):
@@ -69,7 +74,7 @@ def party_description() -> dict[str, Any]:
 
 async def run_peer(token: str, options: PeerOptions) -> PeerOutcome:
     """Join the room of ``token`` and take part until the verdict (or an error)."""
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(connector=api_connector(options.tls)) as session:
         rendezvous = await Rendezvous.join(session, options.relay, token)
         outcome = PeerOutcome(rendezvous.role, str(rendezvous.joined.get("room")))
         try:

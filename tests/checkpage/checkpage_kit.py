@@ -21,6 +21,7 @@ RTCCHECK = str(Path(sys.executable).parent / "rtccheck")
 REST_SECRET = "check-page-rest-secret"
 LINK_SECRET = "check-page-link-secret-0123456789"
 API_KEY = "check-page-api-key-0123456789"
+PAIRING_SECRET = "check-page-pairing-secret-0123456789"
 #: the screenshots the docs show, one per verdict kind (written when this env var is set)
 SCREENSHOT_ENV = "TURNKIT_CHECK_PAGE_SCREENSHOTS"
 DOCS_SCREENSHOTS = HERE.parent.parent / "docs" / "check-page"
@@ -41,11 +42,13 @@ class RelaySetup:
 
 
 def write_relay_config(directory: Path, setup: RelaySetup) -> Path:
-    """A relay TOML with TLS listeners, the HTTP API over TLS and the check page on."""
+    """A relay TOML with TLS listeners, the HTTP API over TLS, the check page and the
+    rendezvous (its "test with another person") on."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "rest-secrets").write_text(REST_SECRET + "\n")
     (directory / "link-secrets").write_text(LINK_SECRET + "\n")
     (directory / "api-key").write_text(API_KEY + "\n")
+    (directory / "pairing-secrets").write_text(PAIRING_SECRET + "\n")
     state = directory / "state"
     quoted = ", ".join(json.dumps(a) for a in setup.listen)
     peers = ", ".join(json.dumps(p) for p in setup.allowed_peers)
@@ -83,6 +86,9 @@ tls_key_file = "{setup.key}"
 [check]
 link_secrets_file = "{directory / "link-secrets"}"
 public_url = "https://{setup.api_listen}:{setup.api_port}"
+
+[rendezvous]
+pairing_secrets_file = "{directory / "pairing-secrets"}"
 """
     path = directory / "relay.toml"
     path.write_text(text)

@@ -3,7 +3,7 @@
 Run as a script (inside a lab namespace, or in the test's loopback-only namespace)::
 
     python drive_check_page.py URL --out result.json [--screenshot page.png] [--spki B64]
-        [--tick-share] [--timeout 90]
+        [--tick-share] [--timeout 90] [--peer-code-file code.txt]
 
 It starts Chromium with a fresh profile and ``--remote-debugging-port=0``, attaches to the page
 target, enables Network, Runtime, Log and Page, navigates to URL and waits until the page sets
@@ -11,6 +11,10 @@ target, enables Network, Runtime, Log and Page, navigates to URL and waits until
 the browser requested (Network.requestWillBeSent, WebSocket creations included), console
 messages, log entries (CSP violations are reported there), exceptions, the verdict text, its
 kind, the shown result id and the rows of the details table. Chromium is stopped by PID.
+
+With ``--peer-code-file`` it then presses "Test with another person", writes the room code the
+page shows to that file (for the other party, e.g. ``rtccheck peer CODE``) once the page has
+joined the room, and waits for the peer test's verdict on the page (``peer`` in the state).
 """
 
 from __future__ import annotations
@@ -58,6 +62,17 @@ STATE_SCRIPT = """(() => {
     result_id: document.getElementById("result-id")?.textContent ?? null,
     rows: [...document.querySelectorAll("#checks tbody tr")].map(
       (row) => [...row.cells].map((cell) => cell.textContent)),
+    peer: (() => {
+      const peer = document.getElementById("peer-box");
+      const text = (id) => document.getElementById(id)?.textContent ?? null;
+      return peer ? {
+        offered: !peer.hidden, code: peer.dataset.code ?? null, state: peer.dataset.state ?? null,
+        link: document.getElementById("peer-link")?.href ?? null, command: text("peer-command"),
+        verdict: document.getElementById("peer-verdict")?.hidden ? null : text("peer-verdict"),
+        stored: text("peer-stored"), status: text("peer-status"),
+        report: text("peer-report"), log: text("peer-log"),
+      } : null;
+    })(),
   });
 })()"""
 
@@ -166,10 +181,34 @@ async def run_page(tools: DevTools, args: argparse.Namespace) -> dict[str, Any]:
             ticked = True
         if state.get("reported"):
             break
+    if args.peer_code_file and state.get("reported"):
+        state = await run_peer_test(tools, args)
     if args.screenshot:
         shot = await tools.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
         Path(args.screenshot).write_bytes(base64.b64decode(shot["data"]))
     return {"state": state, **network_facts(tools.events)}
+
+
+PEER_DONE = ("pass", "fail", "error")
+
+
+async def run_peer_test(tools: DevTools, args: argparse.Namespace) -> dict[str, Any]:
+    await tools.call("Runtime.evaluate", expression="document.getElementById('peer-start').click()")
+    state: dict[str, Any] = {}
+    deadline = time.monotonic() + args.peer_timeout
+    written = False
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.3)
+        evaluated = await tools.call("Runtime.evaluate", expression=STATE_SCRIPT)
+        value = evaluated.get("result", {}).get("value")
+        state = json.loads(value) if isinstance(value, str) else {}
+        peer = state.get("peer") or {}
+        if not written and peer.get("code") and peer.get("state") in ("waiting", *PEER_DONE):
+            args.peer_code_file.write_text(peer["code"])
+            written = True
+        if peer.get("state") in PEER_DONE:
+            break
+    return state
 
 
 def network_facts(events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -209,6 +248,8 @@ def main() -> int:
     parser.add_argument("--relay-host", action="append", default=[], help="another host to reach")
     parser.add_argument("--tick-share", action="store_true", help="tick the share box")
     parser.add_argument("--timeout", type=float, default=90.0)
+    parser.add_argument("--peer-code-file", type=Path, help="run the peer test (see above)")
+    parser.add_argument("--peer-timeout", type=float, default=150.0)
     args = parser.parse_args()
     profile = Path(tempfile.mkdtemp(prefix="checkpage-chromium-"))
     try:

@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 from checkpage_kit import (
+    API_KEY,
     RTCCHECK,
     TURN_RELAY,
     RelaySetup,
@@ -39,6 +40,7 @@ from checkpage_kit import (
     write_relay_config,
 )
 from turnkit_testing import free_port
+from turnkit_testing.report_documents import report
 from turnkit_testing.tls import make_certificate
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -57,6 +59,7 @@ class Relay:
     spki: str
     api: str
     directory: Path
+    cert: Path
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -110,7 +113,7 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
     config = write_relay_config(directory, setup)
     serving = Relay(
         config, directory / "state", spki_sha256(certs.cert), f"https://127.0.0.1:{api_port}",
-        directory,
+        directory, certs.ca,
     )  # fmt: skip
     serving.start()
     try:
@@ -169,6 +172,45 @@ def test_a_link_reports_back_and_survives_a_restart(relay: Relay, tmp_path: Path
     relay.stop()
     relay.start()
     assert stored(relay, link["result_id"]) == document
+    assert stored_over_api(relay, link["result_id"], "--ca-file", str(relay.cert)) == document
+
+
+def read_over_api(relay: Relay, result_id: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`rtccheck report ID --api` against the relay's own HTTPS API (its key from the env)."""
+    return subprocess.run(
+        [RTCCHECK, "report", result_id, "--api", relay.api, "--json", *extra],
+        check=False, capture_output=True, text=True, timeout=30,
+        env={**os.environ, "RTCCHECK_API_KEY": API_KEY},
+    )  # fmt: skip
+
+
+def stored_over_api(relay: Relay, result_id: str, *extra: str) -> dict[str, Any]:
+    done = read_over_api(relay, result_id, *extra)
+    assert done.returncode == 0, done.stderr
+    document: dict[str, Any] = json.loads(done.stdout)
+    return document
+
+
+def test_the_tls_api_is_trusted_only_with_its_ca(relay: Relay, tmp_path: Path) -> None:
+    """Without --ca-file the relay's own certificate is refused (exit 2, with the hint), and
+    another CA does not make it trusted either."""
+    link = mint(relay)
+    token = link["url"].rpartition("/")[2]
+    body = json.dumps(report(source="browser")).encode()
+    assert fetch(f"{relay.api}/check/{token}/report", body)[0] == 200
+    newest = link["result_id"]
+    untrusted = read_over_api(relay, newest)
+    assert untrusted.returncode == 2 and "--ca-file" in untrusted.stderr, untrusted.stderr
+    other = make_certificate(tmp_path, ("127.0.0.1",), self_signed=True)
+    wrong = read_over_api(relay, newest, "--ca-file", str(other.ca))
+    assert wrong.returncode == 2 and "not trusted" in wrong.stderr, wrong.stderr
+    plain = subprocess.run(
+        [RTCCHECK, "report", newest, "--api", relay.api.replace("https", "http"),
+         "--ca-file", str(relay.cert)],
+        check=False, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert plain.returncode == 2 and "https://" in plain.stderr
+    assert stored_over_api(relay, newest, "--ca-file", str(relay.cert))["id"] == newest
 
 
 def test_private_addresses_are_sent_when_the_box_is_ticked(relay: Relay, tmp_path: Path) -> None:
@@ -209,14 +251,19 @@ def test_spent_forged_expired_tokens_and_bad_uploads_store_nothing(
     assert fetch(f"{relay.api}/check/{token}/config")[0] == 200  # the unspent link still works
 
 
-def stored_example(relay: Relay) -> dict[str, Any]:
-    """A valid report document: the newest stored one (an earlier test made it)."""
+def stored_example_id(relay: Relay) -> str:
+    """The id of the newest stored report (an earlier test made it)."""
     done = subprocess.run(
         [RTCCHECK, "reports", "--state-dir", str(relay.state_dir), "--json", "--limit", "1"],
         capture_output=True, check=True,
     )  # fmt: skip
-    newest = json.loads(done.stdout)["reports"][0]["id"]
-    report: dict[str, Any] = stored(relay, newest)["report"]
+    newest: str = json.loads(done.stdout)["reports"][0]["id"]
+    return newest
+
+
+def stored_example(relay: Relay) -> dict[str, Any]:
+    """A valid report document: the newest stored one (an earlier test made it)."""
+    report: dict[str, Any] = stored(relay, stored_example_id(relay))["report"]
     return report
 
 
@@ -226,3 +273,63 @@ def test_an_expired_link_is_refused(relay: Relay) -> None:
 
     token = mint_token("check-page-link-secret-0123456789", "7KQ2M9XD", 1000, None, 999)
     assert fetch(f"{relay.api}/check/{token}")[0] == 403
+
+
+def test_the_check_page_tests_a_call_with_another_person(relay: Relay, tmp_path: Path) -> None:
+    """ "Test with another person": the page's button opens a room on the check link's
+    authority and shows a link and code; `rtccheck peer CODE --json` joins from the CLI and
+    both sides get the same verdict, stored once as a peer report."""
+    link = mint(relay)
+    out, code_file = tmp_path / "page.json", tmp_path / "code.txt"
+    argv = driver_argv(link["url"], out, relay.spki, "--peer-code-file", str(code_file))
+    page_process = subprocess.Popen([*argv, "--peer-timeout", "100"])
+    try:
+        while not code_file.exists() and page_process.poll() is None:
+            time.sleep(0.3)
+        if not code_file.exists():
+            page_process.wait(10)
+            pytest.fail(f"the page showed no room code: {out.read_text()[:3000]}")
+        code = code_file.read_text()
+        cli = subprocess.run(
+            [RTCCHECK, "peer", code, "--relay", relay.api, "--ca-file", str(relay.cert), "--json"],
+            check=False, capture_output=True, text=True, timeout=150,
+        )  # fmt: skip
+        assert page_process.wait(150) == 0
+    finally:
+        if page_process.poll() is None:
+            page_process.kill()
+            page_process.wait(10)
+    page = json.loads(out.read_text())
+    peer = page["state"]["peer"]
+    assert cli.returncode == 0, (cli.stderr, peer)
+    cli_report = json.loads(cli.stdout)
+    assert peer["offered"] is True and peer["state"] == "pass", peer
+    assert peer["code"] == code and len(code) == 9 and code[4] == "-"
+    assert peer["link"].startswith(f"{relay.api}/peer/#")
+    assert peer["command"] == f"rtccheck peer {code} --relay {relay.api}"
+    assert peer["verdict"] == cli_report["verdict"]
+    assert cli_report["source"] == "peer"
+    page_report = json.loads(peer["report"])
+    assert page_report == cli_report
+    result_id = peer["stored"].split()[2].rstrip(":")
+    assert f"stored as report {result_id}" in cli.stderr
+    assert stored(relay, result_id)["report"]["verdict"] == peer["verdict"]
+    allowed = {relay.api, relay.api.replace("https", "wss")}
+    assert page_problems(page, allowed) == []
+
+
+def test_a_room_from_a_check_link_needs_a_valid_link(relay: Relay) -> None:
+    link = mint(relay)
+    token = link["url"].rpartition("/")[2]
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    assert fetch(f"{relay.api}/rendezvous/from-check/{forged}", b"")[0] == 403
+    status, body = fetch(f"{relay.api}/rendezvous/from-check/{token}", b"")
+    assert status == 200
+    room = json.loads(body)
+    assert "secret" not in body.decode().lower()
+    # the code hands out the other person's seat only, never the page's own
+    status, body = fetch(f"{relay.api}/rendezvous/code/{room['code']}")
+    assert status == 200
+    handed = json.loads(body)
+    assert handed["seat"] == "b" and handed["token"] == room["link"].partition("#")[2]
+    assert handed["token"] != room["token"]

@@ -439,8 +439,10 @@ _RECORD_EIM = """
 """  # noqa: E501
 
 
-def _ruleset(kind: str, wan_addr: str, lan: str) -> str:
-    """The nftables rules of one router. ``wan0`` faces the internet, ``lan0`` the inside."""
+def _ruleset(kind: str, wan_addr: str, lan: str, allow_out: Sequence[str] | None = None) -> str:
+    """The nftables rules of one router. ``wan0`` faces the internet, ``lan0`` the inside.
+    ``allow_out`` (``udp_blocked`` only): the nft matches let out instead of TCP to
+    `UDP_BLOCKED_TCP_PORTS`."""
     body: list[str]
     if kind == "route":
         body = []
@@ -504,11 +506,13 @@ def _ruleset(kind: str, wan_addr: str, lan: str) -> str:
         ]
     elif kind == "udp_blocked":
         ports = ", ".join(str(port) for port in UDP_BLOCKED_TCP_PORTS)
+        allow = (f"tcp dport {{ {ports} }}",) if allow_out is None else allow_out
+        rules = "".join(f'    iifname "lan0" oifname "wan0" {rule} accept\n' for rule in allow)
         body = [
             _INPUT_GUARD,
             "  chain forward {\n    type filter hook forward priority filter; policy drop;\n"
             "    ct state established,related accept\n"
-            f'    iifname "lan0" oifname "wan0" tcp dport {{ {ports} }} accept\n  }}\n',
+            f"{rules}  }}\n",
             "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n"
             '    oifname "wan0" masquerade\n  }\n',
         ]
@@ -825,6 +829,24 @@ class Lab:
                     site.carrier.ns,
                     _ruleset("masquerade", site.edge_wan_addr, f"{site.carrier.addr}/24"),
                 )
+
+    @contextlib.contextmanager
+    def egress_only(self, allowed: Sequence[str]) -> Iterator[Site]:
+        """The `NatType.UDP_BLOCKED` site with a stricter firewall for the block: it lets out
+        only what the nft matches in ``allowed`` say (e.g. ``"tcp dport 443"``, or
+        ``"ip daddr 203.0.113.3 tcp dport 443"``: nothing at all but one web server). The
+        site's own rules (and fresh conntrack state) come back afterwards, even on failure."""
+        self._require_running()
+        site = self.site(NatType.UDP_BLOCKED)
+        own = _ruleset("udp_blocked", site.router_wan_addr, site.lan)
+        strict = _ruleset("udp_blocked", site.router_wan_addr, site.lan, tuple(allowed))
+        self._nft(site.router.ns, "delete table ip natlab\n" + strict)
+        _run(["ip", "netns", "exec", site.router.ns, "conntrack", "-F"])
+        try:
+            yield site
+        finally:
+            self._nft(site.router.ns, "delete table ip natlab\n" + own)
+            _run(["ip", "netns", "exec", site.router.ns, "conntrack", "-F"])
 
     def _nft(self, ns: str, ruleset: str) -> None:
         _run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input_text=ruleset)

@@ -9,7 +9,9 @@ two addresses, so the page compares the mappings two STUN servers see), relaying
 the DOM verdict, the uploaded report's verdict kind, mapping and per-transport data results,
 and the address the relay saw, are compared with the site's design (`Site.expected`); the page
 requests nothing from any other origin and logs no error (CSP violations are log errors). After
-a relay restart ``rtccheck report ID --json`` returns each report. With
+a relay restart ``rtccheck report ID --json`` returns each report. The udp_blocked site is
+then put behind two stricter firewalls (`Lab.egress_only`): only TCP 443 out ("tls-443-only"),
+and nothing out but the relay's web page ("blocked"). With
 ``TURNKIT_CHECK_PAGE_SCREENSHOTS=1`` each verdict kind's screenshot is written to
 docs/check-page/.
 """
@@ -216,3 +218,94 @@ def test_screenshots_of_each_verdict_kind(outcomes: dict[NatType, dict[str, Any]
         DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         for kind, shot in shots.items():
             shutil.copyfile(shot, DOCS_SCREENSHOTS / f"{kind}.png")
+
+
+@dataclass(frozen=True)
+class StrictSite:
+    """The udp_blocked site behind a stricter firewall (`Lab.egress_only`)."""
+
+    allowed: tuple[str, ...]
+    truth: Truth
+    causes: dict[str, str]  # browser.gather cause_id per transport
+
+
+STRICT = {
+    "tls-443-only": StrictSite(
+        ("tcp dport 443",),
+        Truth(
+            "tls-443-only",
+            "unknown",
+            {"udp": "fail", "tcp": "fail", "tls": "pass"},
+            "Your network blocks UDP and lets only TLS on port 443 through. Calls will work "
+            "through TLS on port 443.",
+        ),
+        {"udp": "udp-no-answer", "tcp": "tcp-no-answer"},
+    ),
+    # only the relay's web page gets out: no TURN listener is reachable at all
+    "blocked": StrictSite(
+        (f"ip daddr {API_ADDR} tcp dport 443",),
+        Truth(
+            "blocked",
+            "unknown",
+            {"udp": "fail", "tcp": "fail", "tls": "fail"},
+            "Calls cannot connect from this network: the relay could not be reached over UDP, "
+            "TCP or TLS. Please read the result id below to support.",
+        ),
+        {"udp": "udp-no-answer", "tcp": "tcp-no-answer", "tls": "tcp-no-answer"},
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def strict_outcomes(lab: Lab, check_relay: LabCheckRelay) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    with serving(lab, check_relay, "turn-relay-check-strict"):
+        for name, strict in STRICT.items():
+            minted = lab.run(lab.inet, link_argv(check_relay.config), check=True)
+            link = json.loads(minted.stdout)
+            out, shot = lab.workdir / f"check-{name}.json", lab.workdir / f"check-{name}.png"
+            argv = driver_argv(
+                link["url"], out, check_relay.spki, "--screenshot", str(shot),
+                relay_hosts=lab.server_addrs,
+            )  # fmt: skip
+            with lab.egress_only(strict.allowed) as site:
+                done = lab.run(site.clients[0], argv, timeout=DRIVER_TIMEOUT_S)
+            assert done.returncode == 0, done.stdout + done.stderr
+            read = lab.run(
+                lab.inet,
+                [RTCCHECK, "report", link["result_id"], "--state-dir",
+                 str(check_relay.state_dir), "--json"],
+            )  # fmt: skip
+            assert read.returncode == 0, read.stdout + read.stderr
+            found[name] = {
+                "link": link, "page": json.loads(out.read_text()), "shot": shot,
+                "stored": json.loads(read.stdout),
+            }  # fmt: skip
+    return found
+
+
+@pytest.mark.parametrize("name", list(STRICT))
+def test_strict_firewalls_get_their_verdict(
+    strict_outcomes: dict[str, dict[str, Any]], name: str
+) -> None:
+    """A site letting out only TCP 443 gets "tls-443-only"; one letting out nothing but the
+    relay's web page gets "blocked": in the DOM and in the stored report, with the causes."""
+    strict, outcome = STRICT[name], strict_outcomes[name]
+    state, report = outcome["page"]["state"], outcome["stored"]["report"]
+    assert (state["kind"], state["verdict"]) == (strict.truth.kind, strict.truth.verdict)
+    assert state["result_id"].replace("-", "") == outcome["link"]["result_id"]
+    assert report["verdict"] == strict.truth.verdict
+    (verdict,) = results_of(report, "browser.verdict").values()
+    assert verdict["details"]["kind"] == strict.truth.kind
+    assert data_by_transport(report) == strict.truth.data
+    gather = {
+        ("tls" if target.startswith("turns:") else target.rpartition("transport=")[2]): r
+        for target, r in results_of(report, "browser.gather").items()
+    }
+    failed = {kind: r["cause_id"] for kind, r in gather.items() if r["status"] == "fail"}
+    assert failed == strict.causes
+    allowed = {f"https://{API_ADDR}", f"wss://{API_ADDR}"}
+    assert page_problems(outcome["page"], allowed) == []
+    if os.environ.get(SCREENSHOT_ENV):
+        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(outcome["shot"], DOCS_SCREENSHOTS / f"{strict.truth.kind}.png")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -78,6 +80,20 @@ def _leaf_keys(table: dict[str, Any], prefix: str = "") -> list[tuple[str, objec
         else:
             leaves.append((f"{prefix}{key}", value))
     return leaves
+
+
+@pytest.mark.parametrize("section", ["check", "rendezvous"])
+def test_example_sections_show_the_defaults_and_name_every_key(section: str) -> None:
+    """The example's [check] and [rendezvous] hold every key of their dataclass, set to its
+    default or commented out (the keys that turn the feature on, and those without one)."""
+    loaded = getattr(load(EXAMPLE), section)
+    assert loaded == type(loaded)(), f"[{section}] in the example differs from the defaults"
+    text = EXAMPLE.read_text()
+    body = text.split(f"\n[{section}]", 1)[1].split("\n[", 1)[0]
+    named = re.findall(r"^#? ?([a-z_]+) = ", body, flags=re.MULTILINE)
+    assert sorted(named) == sorted(f.name for f in dataclasses.fields(loaded))
+    shown = tomllib.loads(text)[section]
+    assert {k: getattr(loaded, k) for k in shown} == shown
 
 
 def test_example_holds_no_secret() -> None:

@@ -7,6 +7,8 @@ in the path is the only authority, so every route verifies it first (`turn_relay
 * ``GET /check/<token>/config``: the test: its id, one short-lived TURN credential for the user
   ``check-<test id>`` (so the relay's allocations carry the test id), every TURN and STUN URL
   the relay offers, the address the API saw, the app's signaling URL when the link names one.
+* ``POST /rendezvous/from-check/<token>`` (the rendezvous route group, when it is on and
+  ``peer_test`` says so): "test with another person", a peer-test room for this user.
 * ``GET /check/<token>/ws``: echoes a few text messages (a WebSocket round trip to the relay).
 * ``POST /check/<token>/report``: the page's report, size-limited (413) and schema-checked
   (400); the relay replaces ``relay_observed`` with what it saw itself and stores it once under
@@ -223,6 +225,7 @@ class CheckRoutes:
             "signaling": test.claims.signaling,
             "seen_address": request.remote,
             "max_report_bytes": self.settings.max_report_bytes,
+            "peer_test": self.settings.peer_test,
         }
         return web.json_response(body, headers={"Cache-Control": "no-store"})
 

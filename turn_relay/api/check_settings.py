@@ -43,6 +43,8 @@ class CheckSettings:
     uploads_per_minute: int = 6
     separator: str = DEFAULT_SEPARATOR
     max_report_bytes: int = DEFAULT_MAX_REPORT_BYTES
+    #: the rendezvous is on: the page offers "test with another person"
+    peer_test: bool = False
 
     @classmethod
     def from_config(cls, config: TurnConfig) -> CheckSettings:
@@ -55,6 +57,7 @@ class CheckSettings:
             page_loads_per_minute=check.page_loads_per_minute,
             uploads_per_minute=check.uploads_per_minute,
             separator=config.auth.separator,
+            peer_test=config.rendezvous.enabled,
         )
 
 

@@ -1,7 +1,11 @@
 """The rendezvous route group: WebSocket signaling rooms for two-party peer tests.
 
 ``POST /rendezvous`` ``{"tokens": [seat a, seat b]}`` registers a room (what ``rtccheck pair``
-does with the tokens it signed) so its short code works; ``GET /rendezvous/code/<CODE>`` hands a
+does with the tokens it signed) so its short code works; ``POST /rendezvous/from-check/<check
+token>`` opens one for the check page's "test with another person": the check link is the
+authority (verified with the check-link secrets, never handed a pairing secret), the relay signs
+both seats itself, answers the page its own seat's token and a link and code for the other
+person (the code hands out only that other seat); ``GET /rendezvous/code/<CODE>`` hands a
 newcomer the token of a free seat; ``GET /rendezvous/<token>`` (WebSocket) joins. ``/peer/`` is
 the browser party (plain files, strict CSP). ``GET /rendezvous/stats`` (API key) counts rooms,
 parties and open sockets, for operators and leak checks.
@@ -31,6 +35,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from turn_relay.auth.credentials import issue
+from turn_relay.auth.links import Refusal, verify
 from turn_relay.config import TurnConfig
 from turn_relay.reports.store import ReportStore
 from turn_relay.reports.validation import ReportRejectedError
@@ -48,6 +53,8 @@ from .rooms import (
     RoomTable,
     Seat,
     format_code,
+    mint_room_token,
+    new_room_code,
     parse_message,
     verify_room_token,
 )
@@ -75,6 +82,8 @@ _HTTP_STATUS = {
 _CLOSE_TIMEOUT_S = 2.0
 RENDEZVOUS_KEY: web.AppKey[RendezvousRoutes] = web.AppKey("rendezvous")
 _HEARTBEAT_S = 15.0
+#: a room opened from a check page lives this long at most (the check link's expiry too)
+CHECK_ROOM_TTL_S = 900
 
 
 @dataclass(frozen=True)
@@ -164,6 +173,7 @@ class RendezvousRoutes:
 
     def add_to(self, app: web.Application) -> None:
         app.router.add_post("/rendezvous", self.register)
+        app.router.add_post("/rendezvous/from-check/{token}", self.from_check)
         app.router.add_get("/rendezvous/stats", self.stats)
         app.router.add_get("/rendezvous/code/{code}", self.lookup)
         app.router.add_get("/rendezvous/{token}", self.join)
@@ -196,6 +206,42 @@ class RendezvousRoutes:
             {"room": room.code, "code": format_code(room.code), "expires_at": room.expires_at},
             headers={"Cache-Control": "no-store"},
         )
+
+    async def from_check(self, request: web.Request) -> web.Response:
+        """A room for a check-page user and the person they test with (see the docstring)."""
+        now = self._clock()
+        refused = self.rooms.allow_source(request.remote or "", now)
+        if refused is not None:
+            return self._refusal_response(refused)
+        secrets = self._secrets()
+        claims = verify(secrets.check_link_secrets or (), request.match_info["token"], now)
+        if isinstance(claims, Refusal):
+            return error_response(403, f"this check link is refused: {claims.reason.value}")
+        if not secrets.pairing_secrets:
+            return error_response(404, "the rendezvous is not configured")
+        room_code = new_room_code()
+        expires_at = int(min(claims.expires_at, now + CHECK_ROOM_TTL_S))
+        if expires_at - now < 60:
+            return error_response(403, "this check link is refused: it expires within a minute")
+        signer = secrets.pairing_secrets[0]
+        own, other = (
+            mint_room_token(signer, room_code, seat, expires_at, now) for seat in (Seat.A, Seat.B)
+        )
+        room = self._open(other)  # only the other seat is handed out by the code
+        if isinstance(room, RoomRefusal):
+            return self._refusal_response(room)
+        base = f"{request.scheme}://{request.host}"
+        code = format_code(room.code)
+        body = {
+            "room": room.code,
+            "code": code,
+            "expires_at": room.expires_at,
+            "token": own,
+            "link": f"{base}/peer/#{other}",
+            "code_page": f"{base}/peer/",
+            "command": f"rtccheck peer {code} --relay {base}",
+        }
+        return web.json_response(body, headers={"Cache-Control": "no-store"})
 
     def _open(self, token: object) -> Room | RoomRefusal:
         now = self._clock()

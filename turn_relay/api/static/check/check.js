@@ -28,6 +28,38 @@ const ICE_ERRORS = {
   508: "The relay has no capacity left (Insufficient Capacity).",
 };
 
+// Every cause id this page reports, all from rtccheck's catalogue (rtccheck.causes.CauseId,
+// docs/rtccheck-json.md): a stored report is read with the same schema. Results name causes
+// only through these two tables (tests/checkpage/test_page_cause_ids.py keeps them in it).
+const CAUSE = Object.freeze({
+  websocketBlocked: "websocket-blocked",
+  udpBlocked: "udp-blocked",
+  symmetricNat: "symmetric-nat",
+  udpNoAnswer: "udp-no-answer",
+  tcpNoAnswer: "tcp-no-answer",
+  relayDataLost: "relay-data-lost",
+  noData: "no-data",
+  packetLoss: "packet-loss",
+  errorResponse: "error-response",
+});
+
+// A TURN error code from onicecandidateerror, as rtccheck names the same answer.
+const CAUSE_OF_ERROR_CODE = Object.freeze({
+  300: "try-alternate",
+  400: "bad-request",
+  401: "credentials-rejected",
+  403: "forbidden",
+  420: "unknown-attribute",
+  437: "allocation-mismatch",
+  438: "stale-nonce",
+  440: "address-family-not-supported",
+  441: "wrong-credentials",
+  442: "unsupported-transport",
+  486: "allocation-quota-reached",
+  500: "server-error",
+  508: "insufficient-capacity",
+});
+
 const token = location.pathname.split("/")[2] || "";
 const base = `/check/${token}`;
 const started = new Date();
@@ -192,7 +224,7 @@ async function checkWebSockets(config) {
       { metrics: { connect_ms: round(relay.openMs), rtt_p50_ms: round(percentile(relay.rtts, 0.5)) } });
   } else {
     addResult("browser.websocket", "relay", "fail", "No WebSocket round trip to the relay.", {
-      cause_id: "websocket-blocked", cause: relay.error,
+      cause_id: CAUSE.websocketBlocked, cause: relay.error,
       fix: "A proxy or firewall on this network may block WebSockets; ask its administrator.",
     });
   }
@@ -206,7 +238,7 @@ async function checkWebSockets(config) {
     } else {
       addResult("browser.websocket", config.signaling, "fail",
         "The app's signaling server could not be reached over WebSocket.", {
-          cause_id: "websocket-blocked", cause: signaling.error,
+          cause_id: CAUSE.websocketBlocked, cause: signaling.error,
           fix: "A proxy or firewall may block WebSockets; calls cannot start without signaling.",
         });
     }
@@ -299,7 +331,7 @@ async function checkStun(config) {
     : nat.udp === false ? "fail" : nat.mapping === "unknown" ? "skip" : "pass";
   addResult("browser.nat", config.stun.map((s) => s.url).join(" "), status, text, {
     metrics, details: { ...details, mapping: nat.mapping },
-    cause_id: status === "fail" ? "udp-blocked" : status === "warn" ? "symmetric-nat" : null,
+    cause_id: status === "fail" ? CAUSE.udpBlocked : status === "warn" ? CAUSE.symmetricNat : null,
     cause: status === "fail" ? "Binding requests over UDP got no answer (error 701)." :
       status === "warn" ? "Each destination gets its own public port, so peers cannot reach you directly." : null,
     fix: status === "fail" ? "Allow outgoing UDP to the relay, or rely on TCP/TLS." :
@@ -307,6 +339,14 @@ async function checkStun(config) {
   });
   durations.stun = round((performance.now() - begin) / 1000, 3);
   return nat;
+}
+
+// Why gathering a relay candidate failed: the server's error answer when it sent one (the
+// first code other than 701), else no answer over the target's transport.
+function gatherCause(target, codes) {
+  const answered = codes.find((code) => code !== 701 && code >= 300 && code < 700);
+  if (answered !== undefined) return CAUSE_OF_ERROR_CODE[answered] ?? CAUSE.errorResponse;
+  return target.transport === "udp" ? CAUSE.udpNoAnswer : CAUSE.tcpNoAnswer;
 }
 
 function iceServer(config, target) {
@@ -318,9 +358,10 @@ async function checkRelayGathering(config) {
   const outcomes = await Promise.all(config.turn.map(async (target) => {
     const found = await gather([iceServer(config, target)], "relay");
     const relay = found.candidates.find((c) => c.candidate.type === "relay");
-    return { target, found, relay };
+    const codes = [...new Set(found.errors.map((e) => e.code))];
+    return { target, found, relay, cause_id: relay ? null : gatherCause(target, codes) };
   }));
-  for (const { target, found, relay } of outcomes) {
+  for (const { target, found, relay, cause_id: cause } of outcomes) {
     const details = {
       transport: target.transport, family: target.family,
       candidates: found.candidates.map((c) => candidateFacts(c.candidate, c.url)),
@@ -334,7 +375,7 @@ async function checkRelayGathering(config) {
       const codes = [...new Set(found.errors.map((e) => e.code))];
       addResult("browser.gather", target.url, "fail",
         `No relay candidate over ${target.transport.toUpperCase()} (port ${target.port}).`, {
-          details, cause_id: codes.some((c) => c !== 701) ? "relay-refused" : "relay-unreachable",
+          details, cause_id: cause,
           cause: codes.length ? codes.map(explainIceError).join(" ") :
             "The browser got no answer and reported no error.",
           fix: `Allow outgoing ${target.transport === "udp" ? "UDP" : "TCP"} to port ${target.port}, or use another transport.`,
@@ -431,7 +472,7 @@ async function checkData(config, gathered) {
     if (!usable) {
       addResult("browser.data", offered[0].target.url, "fail",
         `No data through the relay over ${transport.toUpperCase()}: no relay candidate.`,
-        { cause_id: "relay-unreachable", cause: "Gathering over this transport failed (see browser.gather).",
+        { cause_id: offered[0].cause_id, cause: "Gathering over this transport failed (see browser.gather).",
           fix: "See the gathering result for this transport." });
       working[transport] = null;
       continue;
@@ -440,7 +481,7 @@ async function checkData(config, gathered) {
     const run = await dataThroughRelay(config, target);
     if (!run.ok) {
       addResult("browser.data", target.url, "fail", `No data through the relay over ${transport.toUpperCase()}.`,
-        { cause_id: "relay-data-failed", cause: run.error,
+        { cause_id: CAUSE.relayDataLost, cause: run.error,
           fix: "The relay was reached but data did not flow; send the result id to support." });
       working[transport] = null;
       continue;
@@ -458,7 +499,7 @@ async function checkData(config, gathered) {
         `(p95 ${metrics.rtt_p95_ms}), ${metrics.loss_percent}% loss, ${metrics.throughput_kbps} kbit/s echoed.`
         : `The data channel opened over ${transport.toUpperCase()} but no packet came back.`,
       { metrics, details: { selected: run.pair, relay_protocol: through, port: target.port },
-        cause_id: !good ? "relay-data-failed" : loss > 0.2 ? "high-loss" : null,
+        cause_id: !good ? CAUSE.noData : loss > 0.2 ? CAUSE.packetLoss : null,
         cause: !good ? "Every packet was lost." : loss > 0.2 ? "More than a fifth of the packets were lost." : null,
         fix: !good || loss > 0.2 ? "Try another network; send the result id to support." : null });
     working[transport] = good ? target : null;
@@ -560,6 +601,42 @@ async function upload(report) {
   return body.id;
 }
 
+// ------------------------------------------------------------------ test with another person
+
+// The relay opens a peer-test room on this check link's authority (no secret reaches the
+// page): this page takes one seat, the other person gets a link or a code (or runs rtccheck
+// peer CODE). The test itself is the /peer/ page's script, embedded (peer.js, data-ids).
+function offerPeerTest(config) {
+  const box = document.getElementById("peer-box");
+  const button = document.getElementById("peer-start");
+  if (!config.peer_test || !window.turnkitPeer) return () => {};
+  box.hidden = false;
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    const status = document.getElementById("peer-status");
+    status.textContent = "Opening a room...";
+    const answer = await fetch(`/rendezvous/from-check/${token}`, { method: "POST" })
+      .catch((error) => ({ ok: false, status: 0, json: async () => ({ error: error.message }) }));
+    const room = await answer.json().catch(() => ({}));
+    if (!answer.ok) {
+      status.textContent = `The room could not be opened: ${room.error ?? `HTTP ${answer.status}`}.`;
+      box.dataset.state = "error";
+      button.disabled = false;
+      return;
+    }
+    const link = document.getElementById("peer-link");
+    link.href = room.link;
+    link.textContent = room.link;
+    document.getElementById("peer-code").textContent = room.code;
+    document.getElementById("peer-code-page").textContent = room.code_page;
+    document.getElementById("peer-command").textContent = room.command;
+    document.getElementById("peer-invite").hidden = false;
+    box.dataset.code = room.code;
+    await window.turnkitPeer.run(room.token);
+  });
+  return () => { button.disabled = false; };
+}
+
 async function main() {
   const share = document.getElementById("share-local");
   const answer = await fetch(`${base}/config`);
@@ -573,6 +650,7 @@ async function main() {
     note.textContent = `Reference: ${config.note}`;
     note.hidden = false;
   }
+  const enablePeerTest = offerPeerTest(config);
   const [ws, nat, gathered] = await Promise.all([
     checkWebSockets(config), checkStun(config), checkRelayGathering(config),
   ]);
@@ -590,6 +668,7 @@ async function main() {
       ` (The report could not be sent: ${error.message}. Your test id: ${config.test_id}.)`;
     document.body.dataset.reported = "failed";
   }
+  enablePeerTest();  // after this page's own test, so the two do not compete
 }
 
 main().catch((error) => {

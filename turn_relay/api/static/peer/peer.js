@@ -1,6 +1,8 @@
 // The browser party of a turnkit peer test. The protocol and the data-channel wire format are
 // the CLI party's (rtccheck/peer/party.py and measure.py): read those docstrings first.
 "use strict";
+// One closure: the check page loads this file next to its own script (same global scope).
+(() => {
 
 const PINGS = 50;
 const PING_INTERVAL_MS = 10;
@@ -14,7 +16,14 @@ const RESTART_PHASE_MS = 1000;
 const RESTART_SETTLE_MS = 4000;
 const RELAY_LEGS = ["relay-udp", "relay-tcp", "relay-tls"];
 
-const $ = (id) => document.getElementById(id);
+// On /peer/ this script runs the test at once. Embedded in another page (the check page's "test
+// with another person") its <script> tag says data-ids="peer-": it then uses that page's
+// elements with the prefix (peer-status, peer-verdict, ...), keeps its state on the element
+// peer-box, and waits for window.turnkitPeer.run(token).
+const ID_PREFIX = document.currentScript?.dataset.ids ?? "";
+const EMBEDDED = ID_PREFIX !== "";
+const $ = (id) => document.getElementById(ID_PREFIX + id);
+const stateHolder = () => (EMBEDDED ? $("box") : document.body);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const now = () => performance.now();
 
@@ -24,7 +33,7 @@ function log(text) {
 
 function setStatus(text, state) {
   $("status").textContent = text;
-  if (state) document.body.dataset.state = state;
+  if (state) stateHolder().dataset.state = state;
 }
 
 function withTimeout(ms, what, promise) {
@@ -518,7 +527,7 @@ function showVerdict(message) {
     : `Not stored: ${message.store_error}`;
   $("report").textContent = JSON.stringify(message.report, null, 1);
   setStatus("Done.", message.status === "pass" ? "pass" : "fail");
-  document.title = `verdict: ${message.verdict}`;
+  if (!EMBEDDED) document.title = `verdict: ${message.verdict}`;
 }
 
 async function verdictFrom(sig) {
@@ -528,10 +537,10 @@ async function verdictFrom(sig) {
   }
 }
 
-async function main() {
+async function main(token) {
   let sig;
   try {
-    sig = await Signaling.join(await roomToken());
+    sig = await Signaling.join(token ?? await roomToken());
     log(`joined room ${sig.joined.room} as ${sig.joined.role}`);
     let message;
     if (sig.leader) {
@@ -550,4 +559,6 @@ async function main() {
   }
 }
 
-main();
+if (EMBEDDED) window.turnkitPeer = Object.freeze({ run: (token) => main(token) });
+else main();
+})();
