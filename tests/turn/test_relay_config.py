@@ -82,9 +82,9 @@ def _leaf_keys(table: dict[str, Any], prefix: str = "") -> list[tuple[str, objec
     return leaves
 
 
-@pytest.mark.parametrize("section", ["check", "rendezvous"])
+@pytest.mark.parametrize("section", ["check", "rendezvous", "fleet"])
 def test_example_sections_show_the_defaults_and_name_every_key(section: str) -> None:
-    """The example's [check] and [rendezvous] hold every key of their dataclass, set to its
+    """The example's [check], [rendezvous] and [fleet] hold every key of their dataclass, set to its
     default or commented out (the keys that turn the feature on, and those without one)."""
     loaded = getattr(load(EXAMPLE), section)
     assert loaded == type(loaded)(), f"[{section}] in the example differs from the defaults"
