@@ -439,7 +439,12 @@ def test_on_with_an_unloadable_object_exits_2_with_the_reason(
 ) -> None:
     config = write_config(tmp_path, mode="auto", bpf_object=corrupt_object)
     relay = start_relay(lab, config, "--kernel-offload", "on")
-    assert relay.process.wait(20) == 2
+    try:
+        assert relay.process.wait(20) == 2
+    finally:  # a relay that did not exit must not outlive the test (and its namespace)
+        if relay.process.poll() is None:
+            relay.process.kill()
+            relay.process.wait(10)
     log = relay.log_text()
     assert "cannot start the relay: --kernel-offload on, but kernel refused the program" in log
     assert "Traceback" not in log
@@ -452,7 +457,7 @@ def test_a_filter_left_by_a_killed_relay_is_replaced_at_the_next_start(
     config = write_config(tmp_path, mode="on", bpf_object=bpf_object)
     killed = start_relay(lab, config)
     killed.process.kill()  # no chance to detach
-    killed.process.wait(10)
+    killed.process.wait(10)  # killed: nothing left to clean up
     assert "turnkit_channel_forward" in filters(lab, "r0")
     with relay_running(lab, config) as relay:
         assert "removed a stale filter on r0, r1" in relay.log_text()
