@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from turnkit_testing.redis_server import RedisServer
+from turnkit_testing.redis_server import RedisServer, running_redis
 
 from turn_relay.fleet.link import FleetHooks, FleetLink, FleetSettings
 from turn_relay.fleet.view import Command, FleetFacts, RelaySnapshot
@@ -21,12 +21,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
+    with running_redis(tmp_path) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @dataclass

@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 from relay_harness import REALM, WireClient, echo_peer, free_port, wait_until_answering
 from test_relay_admin import ADMIN_KEY, API_KEY, SECRET, TURN_RELAY, Relay, _api_up
-from turnkit_testing.redis_server import RedisServer
+from turnkit_testing.redis_server import RedisServer, running_redis
 
 from stun_server.wire import MessageClass, Method
 from stun_server.wire import attributes as attrs
@@ -39,12 +39,8 @@ def code_of(response: Any) -> int | None:
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
+    with running_redis(tmp_path) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def write_config(directory: Path, name: str, port: int, api_port: int, redis: RedisServer) -> Path:
