@@ -53,6 +53,7 @@ from turn_relay.core.actions import (
 from turn_relay.core.allocation import Address, FiveTuple, Transport
 from turn_relay.reports.store import ReportStore
 
+from .api_site import CappedSite
 from .check_view import CheckView
 from .datagrams import (
     CAN_SET_DONT_FRAGMENT,
@@ -132,7 +133,7 @@ async def start_api(
     await runner.setup()
     tls = _api_tls_context(config)
     try:
-        await web.TCPSite(runner, api.listen, api.port, ssl_context=tls).start()
+        await CappedSite(runner, api.listen, api.port, ssl_context=tls).start()
     except BaseException:
         await runner.cleanup()
         raise
