@@ -87,7 +87,18 @@ function candidate(stats, id) {
   };
 }
 
+// The controlled side may still show its nominated pair "in-progress" for a moment after data
+// flowed over it (seen under load): read the stats again until it settles, for at most 5 s.
 async function selectedPair(pc) {
+  let pair = await readSelectedPair(pc);
+  for (let tries = 0; pair && pair.state === "in-progress" && tries < 50; tries++) {
+    await new Promise(resolve => setTimeout(resolve, 100));
+    pair = await readSelectedPair(pc);
+  }
+  return pair;
+}
+
+async function readSelectedPair(pc) {
   const stats = await pc.getStats();
   for (const report of stats.values()) {
     if (report.type !== "transport" || !report.selectedCandidatePairId) continue;
