@@ -157,6 +157,11 @@ class CheckRoutes:
             return error_response(403, "this check link is refused: its report is already in")
         return Test(claims, result_id)
 
+    async def _admitted(self, limiter: SourceLimiter, request: web.Request) -> Test | web.Response:
+        """The request's verified test, or the 429 (over the source's limit) or 403 refusing it."""
+        limited = self._limited(limiter, request)
+        return limited if limited is not None else await self._test(request)
+
     def _limited(self, limiter: SourceLimiter, request: web.Request) -> web.Response | None:
         if limiter.allow(request.remote, self._clock()):
             return None
@@ -181,10 +186,7 @@ class CheckRoutes:
         )
 
     async def page(self, request: web.Request) -> web.Response:
-        limited = self._limited(self.page_limit, request)
-        if limited is not None:
-            return limited
-        test = await self._test(request)
+        test = await self._admitted(self.page_limit, request)
         if isinstance(test, web.Response):
             return test
         return web.Response(
@@ -199,10 +201,7 @@ class CheckRoutes:
         )
 
     async def config(self, request: web.Request) -> web.Response:
-        limited = self._limited(self.page_limit, request)
-        if limited is not None:
-            return limited
-        test = await self._test(request)
+        test = await self._admitted(self.page_limit, request)
         if isinstance(test, web.Response):
             return test
         rest_secrets = self._secrets().rest_secrets
@@ -230,10 +229,7 @@ class CheckRoutes:
         return web.json_response(body, headers={"Cache-Control": "no-store"})
 
     async def echo(self, request: web.Request) -> web.StreamResponse:
-        limited = self._limited(self.page_limit, request)
-        if limited is not None:
-            return limited
-        test = await self._test(request)
+        test = await self._admitted(self.page_limit, request)
         if isinstance(test, web.Response):
             return test
         socket = web.WebSocketResponse(max_msg_size=WS_MAX_MESSAGE_BYTES, heartbeat=None)
@@ -250,10 +246,7 @@ class CheckRoutes:
         return socket
 
     async def report(self, request: web.Request) -> web.Response:
-        limited = self._limited(self.upload_limit, request)
-        if limited is not None:
-            return limited
-        test = await self._test(request)
+        test = await self._admitted(self.upload_limit, request)
         if isinstance(test, web.Response):
             return test
         limit = self.settings.max_report_bytes
