@@ -463,7 +463,19 @@ async def test_chromium_relay_only_calls(relay: Relay, tmp_path: Path) -> None:
     assert grew("turnkit_relay_allocations_created_total") >= 2 * len(results), after
     assert grew('turnkit_relay_requests_total{method="create_permission"}') >= 2, after
     created = grew("turnkit_relay_allocations_created_total")
-    assert grew('turnkit_relay_allocations_removed_total{reason="deleted"}') == created, after
+    # every allocation ended as the client chose: a Refresh with lifetime 0, or (TCP, TLS) the
+    # connection closed under it, which Chromium sometimes does first; none expired or was kicked
+    removed = {
+        key: grew(key)
+        for key in after
+        if key.startswith("turnkit_relay_allocations_removed_total") and grew(key)
+    }
+    ended_by_client = {
+        'turnkit_relay_allocations_removed_total{reason="deleted"}',
+        'turnkit_relay_allocations_removed_total{reason="connection-closed"}',
+    }
+    assert set(removed) <= ended_by_client, removed
+    assert sum(removed.values()) == created, (created, removed)
     # the only error a browser saw is the 401 challenge that starts every Allocate
     errors = {key for key in after if key.startswith("turnkit_relay_error_responses") and grew(key)}
     assert errors <= {'turnkit_relay_error_responses_total{code="401"}'}, after
