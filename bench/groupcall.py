@@ -8,6 +8,13 @@ on both sides, after the start; a pair not connected within `DEADLINE` s counts 
 (and the run says how many). Both servers run with their own default 401 limits (coturn: none;
 turn-relay: its per-source challenge budget), since that is what such a call meets.
 
+The server gets one CPU to itself and the browsers the others, as a relay has its own host.
+Sharing them, five Chromium pages keep a 2-CPU machine at 100% for a second or two at the
+start of the call (Chromium, run as root, raises its browser thread to nice -8), and either
+server then waits that long to run: 0.4-1.5 s of run-queue wait for coturn's threads, up to
+1.3 s for turn-relay's, in one call (``/proc/PID/task/*/schedstat``), so the figure measured
+the scheduler more than the relay.
+
 The browser needs a network namespace that holds only loopback (it would otherwise try Google
 hosts): when the bench runs in the host's namespace, each run is a child process under
 ``unshare -n`` that starts the server, the signalling relay and the browser in there::
@@ -91,8 +98,19 @@ async def _call(srv: servers.RunningServer) -> dict[str, Any]:
     }
 
 
+def split_cpus(allowed: set[int]) -> tuple[frozenset[int] | None, frozenset[int] | None]:
+    """(the server's CPUs, everyone else's): the highest allowed CPU for the server, the rest
+    for the browsers; (None, None) on one CPU, where there is nothing to split."""
+    if len(allowed) < 2:
+        return None, None
+    server = max(allowed)
+    return frozenset({server}), frozenset(allowed - {server})
+
+
 def measure_here(product: str, workdir: Path, workers: int | None) -> dict[str, Any]:
     """One group call through ``product`` in this (loopback-only) namespace."""
+    allowed = os.sched_getaffinity(0)
+    server_cpus, browser_cpus = split_cpus(allowed)
     with servers.running_server(
         servers.PRODUCTS[product],
         "turn",
@@ -100,9 +118,16 @@ def measure_here(product: str, workdir: Path, workers: int | None) -> dict[str, 
         relay_ports=RELAY_PORTS,
         workers=workers,
         default_challenge_limit=True,
+        cpus=server_cpus,
     ) as srv:
-        result = asyncio.run(_call(srv))
+        if browser_cpus is not None:  # inherited by Playwright's driver and the browsers
+            os.sched_setaffinity(0, browser_cpus)
+        try:
+            result = asyncio.run(_call(srv))
+        finally:
+            os.sched_setaffinity(0, allowed)
         result["server_argv"] = srv.proc.argv
+        result["server_cpus"] = sorted(server_cpus or allowed)
         return result
 
 

@@ -242,6 +242,18 @@ def _port_free(family: int, host: str, port: int, *, tcp_too: bool) -> bool:
 # --------------------------------------------------------------------------- managed processes
 
 
+def _child_setup(cpus: frozenset[int] | None) -> Callable[[], None]:
+    """What a child runs before exec: `_die_with_parent`, and with ``cpus`` an affinity that
+    its threads and processes inherit."""
+
+    def setup() -> None:
+        _die_with_parent()
+        if cpus is not None:
+            os.sched_setaffinity(0, cpus)
+
+    return setup
+
+
 def _die_with_parent() -> None:
     """In the child before exec: get SIGTERM if the bench process dies (even by SIGKILL)."""
     libc_name = ctypes.util.find_library("c")
@@ -265,6 +277,7 @@ class Managed:
         stdin_pipe: bool = False,
         cwd: Path | None = None,
         env: dict[str, str] | None = None,
+        cpus: frozenset[int] | None = None,
     ) -> None:
         self.name = name
         self.argv = list(argv)
@@ -279,7 +292,7 @@ class Managed:
                 stderr=subprocess.STDOUT,
                 cwd=cwd,
                 env=env,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks
+                preexec_fn=_child_setup(cpus),  # noqa: PLW1509 - prctl and affinity, no locks
             )
         except OSError:
             if self._log is not None:

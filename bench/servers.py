@@ -448,8 +448,11 @@ def running_server(
     relay_ports: int = 3000,
     workers: int | None = None,
     default_challenge_limit: bool = False,
+    cpus: frozenset[int] | None = None,
 ) -> Iterator[RunningServer]:
-    """Start a server on fresh loopback ports, yield it once it answers, always stop it."""
+    """Start a server on fresh loopback ports, yield it once it answers, always stop it.
+
+    ``cpus``: the only CPUs the server (all its threads and processes) may run on."""
     host = "127.0.0.1"
     port = procs.free_port(host)
     tls_port = procs.free_port(host) if tls and role == "turn" else None
@@ -473,7 +476,7 @@ def running_server(
     argv = product.stun(cfg) if role == "stun" else product.turn(cfg)
     log = workdir / f"{product.name}-{role}-{port}.log"
     started = time.monotonic()
-    proc = procs.Managed(f"{product.name}-{role}", argv, log_path=log, cwd=workdir)
+    proc = procs.Managed(f"{product.name}-{role}", argv, log_path=log, cwd=workdir, cpus=cpus)
     try:
         wait_ready(proc, cfg, role)
         yield RunningServer(product.name, role, cfg, proc, time.monotonic() - started)

@@ -54,6 +54,27 @@ def test_server_stopped_when_the_body_raises(tmp_path: Path) -> None:
     assert pid and not _alive(pid)
 
 
+def test_a_server_given_cpus_runs_all_its_threads_there(tmp_path: Path) -> None:
+    ours = os.sched_getaffinity(0)
+    cpu = min(ours)
+    with servers.running_server(
+        servers.PRODUCTS["coturn"], "turn", tmp_path, cpus=frozenset({cpu})
+    ) as srv:
+        threads = [int(task.name) for task in Path(f"/proc/{srv.pid}/task").iterdir()]
+        assert len(threads) > 1  # coturn's relay threads, started after exec, inherit it
+        affinities = {tid: frozenset(os.sched_getaffinity(tid)) for tid in threads}
+        assert set(affinities.values()) == {frozenset({cpu})}, affinities
+    assert os.sched_getaffinity(0) == ours  # only the child was pinned
+
+
+def test_the_group_call_gives_the_server_one_cpu_and_the_browsers_the_rest() -> None:
+    from bench import groupcall
+
+    assert groupcall.split_cpus({0, 1}) == (frozenset({1}), frozenset({0}))
+    assert groupcall.split_cpus({0, 2, 3}) == (frozenset({3}), frozenset({0, 2}))
+    assert groupcall.split_cpus({5}) == (None, None)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
