@@ -193,7 +193,7 @@ SCENARIOS: list[Scenario] = [
         description=(
             "a relay-only group call: headless Chromium, 5 participants from 127.0.0.1 in a "
             "full mesh (20 UDP allocations at once), both servers with their default 401 "
-            "limits; ms from the start until a pair's data channel is open on both sides, "
+            "limits and one CPU of their own (the browsers get the others); ms from the start until a pair's data channel is open on both sides, "
             f"p50 over the 10 pairs (a pair not connected in {groupcall.DEADLINE:.0f} s counts "
             f"as {groupcall.DEADLINE:.0f} s)"
         ),
