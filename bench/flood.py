@@ -20,6 +20,12 @@ Example::
     python -m bench.flood echo --host 127.0.0.1 --port 18001 &
     python -m bench.flood generate --host 127.0.0.1 --port 3478 --peer 127.0.0.1:18001 \\
         --user bench --password bench --realm turnkit --clients 10 --size 120 --duration 4
+    python -m bench.flood generate --direct --peer 127.0.0.1:18001 --clients 10 --size 120
+
+``--direct`` sends the same datagrams to the echo peer with no relay between: the bench uses it
+to learn what the generator and the peer cost by themselves per message (their kernel work
+included), since on loopback the kernel's delivery work runs in the sender's system call and
+is charged to it, offloaded forwarding too.
 """
 
 from __future__ import annotations
@@ -114,18 +120,22 @@ class _Client:
 def generate(args: argparse.Namespace) -> int:
     peer_host, _, peer_port = args.peer.rpartition(":")
     peer = (peer_host.strip("[]"), int(peer_port))
-    creds = turnload.Credentials(args.user, args.password, args.realm)
-    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    family = socket.AF_INET6 if ":" in (peer[0] if args.direct else args.host) else socket.AF_INET
     clients: list[_Client] = []
     for _ in range(args.clients):
         sock = socket.socket(family, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        sock.connect((args.host, args.port))
-        turnload.open_channel(sock, creds, peer)
+        if args.direct:
+            sock.connect(peer)
+        else:
+            sock.connect((args.host, args.port))
+            creds = turnload.Credentials(args.user, args.password, args.realm)
+            turnload.open_channel(sock, creds, peer)
         sock.setblocking(False)
         clients.append(_Client(sock))
     payload = bytes(range(256)) * (args.size // 256 + 1)
-    message = (0x4000).to_bytes(2, "big") + args.size.to_bytes(2, "big") + payload[: args.size]
+    framing = b"" if args.direct else (0x4000).to_bytes(2, "big") + args.size.to_bytes(2, "big")
+    message = framing + payload[: args.size]
     batches = _Batches(message, args.batch)
     print("ready", flush=True)
     poller = select.epoll()
@@ -199,12 +209,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="allocate, bind, flood; print JSON counts")
-    gen.add_argument("--host", required=True)
-    gen.add_argument("--port", type=int, required=True)
+    gen.add_argument("--host", help="the relay's address (not with --direct)")
+    gen.add_argument("--port", type=int, help="the relay's UDP port (not with --direct)")
     gen.add_argument("--peer", required=True, help="HOST:PORT of the echo peer")
-    gen.add_argument("--user", required=True)
-    gen.add_argument("--password", required=True)
-    gen.add_argument("--realm", required=True)
+    gen.add_argument("--user")
+    gen.add_argument("--password")
+    gen.add_argument("--realm")
+    gen.add_argument(
+        "--direct",
+        action="store_true",
+        help="send the same datagrams straight to the echo peer, no relay: what the generator "
+        "and the peer cost by themselves per message",
+    )
     gen.add_argument("--clients", type=int, default=10)
     gen.add_argument("--size", type=int, default=120)
     gen.add_argument("--window", type=int, default=256, help="messages in flight per client")
@@ -218,8 +234,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.command == "generate":
+        needed = ("host", "port", "user", "password", "realm")
+        missing = [f"--{name}" for name in needed if getattr(args, name) is None]
+        if missing and not args.direct:
+            parser.error(f"generate through a relay needs {', '.join(missing)} (or --direct)")
         return generate(args)
     return echo(args)
 

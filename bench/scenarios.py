@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from bench import groupcall, procs, servers, stunload, turnload, uclient
 
@@ -193,7 +193,8 @@ SCENARIOS: list[Scenario] = [
         description=(
             "a relay-only group call: headless Chromium, 5 participants from 127.0.0.1 in a "
             "full mesh (20 UDP allocations at once), both servers with their default 401 "
-            "limits and one CPU of their own (the browsers get the others); ms from the start until a pair's data channel is open on both sides, "
+            "limits and one CPU of their own (the browsers get the others); ms from the "
+            "start until a pair's data channel is open on both sides, "
             f"p50 over the 10 pairs (a pair not connected in {groupcall.DEADLINE:.0f} s counts "
             f"as {groupcall.DEADLINE:.0f} s)"
         ),
@@ -344,55 +345,52 @@ def _measure_flood(
     settings: Settings,
     m: Measurement,
 ) -> None:
-    """Our generator and echo peer (`bench.flood`); the server's cost is the whole machine's
-    busy CPU, kernel packet work included, minus theirs."""
+    """Our generator and echo peer (`bench.flood`) through the server, then straight to each
+    other. The server's cost is the whole machine's busy CPU over the relayed window, kernel
+    packet work included, minus what the generator and the peer cost by themselves for as many
+    messages (the direct window's CPU per message) and minus other processes' CPU.
+
+    Why not minus their measured CPU: on loopback the kernel delivers a datagram inside the
+    sender's system call and charges that time to the sender, so the offloaded relay's
+    forwarding (the eBPF program, the second delivery) is billed to the generator and the peer;
+    subtracting their measured CPU made the offloaded relay's cost 0. Their direct cost per
+    message is the part that is theirs whichever server sits between."""
     clients, payload = (int(part[:-1]) for part in reversed(scenario.name.split("-")[-2:]))
     duration = 2.0 if settings.quick else settings.turn_duration
-    warmup = 0.5
-    python = sys.executable
+    flood = _Flood(clients, payload, warmup=0.5, duration=duration)
     peer_port = procs.free_port(srv.cfg.host, tcp_too=False)
-    echo_argv = [python, "-m", "bench.flood", "echo", "--host", srv.cfg.host]
+    peer_address = f"{srv.cfg.host}:{peer_port}"
+    relay_args = ["--host", srv.cfg.host, "--port", str(srv.cfg.port), "--user", srv.cfg.user]
+    relay_args += ["--password", srv.cfg.password, "--realm", srv.cfg.realm]
+    echo_argv = [sys.executable, "-m", "bench.flood", "echo", "--host", srv.cfg.host]
     echo_argv += ["--port", str(peer_port)]
-    gen_argv = [python, "-m", "bench.flood", "generate", "--host", srv.cfg.host]
-    gen_argv += ["--port", str(srv.cfg.port), "--peer", f"{srv.cfg.host}:{peer_port}"]
-    gen_argv += ["--user", srv.cfg.user, "--password", srv.cfg.password]
-    gen_argv += ["--realm", srv.cfg.realm, "--clients", str(clients), "--size", str(payload)]
-    gen_argv += ["--warmup", str(warmup), "--duration", str(duration)]
-    root = Path(__file__).resolve().parent.parent
-    with procs.Managed("flood-echo", echo_argv, log_path=workdir / "echo.log", cwd=root) as peer:
+    with procs.Managed("flood-echo", echo_argv, log_path=workdir / "echo.log", cwd=_ROOT) as peer:
         _wait_udp_bound(peer_port)
-        with procs.Managed("flood", gen_argv, pipe_stdout=True, cwd=root) as gen:
-            deadline = time.monotonic() + 30 + clients * 0.2 + duration
-            lines = gen.read_lines(deadline)
-            if not any(text == "ready" for _, text in lines):
-                m.reason = f"generator did not get ready: {gen.log_tail()}"
-                return
-            time.sleep(warmup)
-            groups: dict[str, Callable[[], float]] = {
-                "server": srv.cpu_seconds,
-                "load": lambda: gen.cpu_seconds() + peer.cpu_seconds(),
-            }
-            first = procs.sample_cpu(groups)
-            result = next((json.loads(t) for _, t in lines if t.startswith("{")), None)
-            last = procs.sample_cpu(groups)
-    if result is None:
-        m.reason = "generator printed no result"
+        relayed = flood.run(peer, peer_address, relay_args, srv.cpu_seconds)
+        if isinstance(relayed, str):
+            m.reason = relayed
+            return
+        direct = flood.run(peer, peer_address, ["--direct"], None)
+    if isinstance(direct, str):
+        m.reason = f"direct path: {direct}"
         return
-    shares = procs.cpu_shares(first, last)
+    result = relayed.result
+    shares = procs.cpu_shares(relayed.first, relayed.last)
     seconds = shares.seconds
-    busy = (last.busy - first.busy) + (last.irq - first.irq)  # the machine, kernel work included
-    load = last.groups["load"] - first.groups["load"]
-    server = last.groups["server"] - first.groups["server"]
-    others = max(0.0, (last.busy - first.busy) - server - load)  # other processes (noise)
-    # The machine's busy CPU minus the generator's and the peer's, minus other processes' (on a
-    # shared machine they are not the server's): the server's processes plus every irq and
-    # softirq second of the window, where the kernel data path runs (all of it charged to the
-    # server, the loopback delivery to the generator's own sockets too: conservative).
-    server_cost = max(busy - load - others, 1e-9)  # CPU-seconds over the window
+    busy = relayed.machine_busy  # the machine, kernel work included
+    server = relayed.cpu("server")
+    load = relayed.cpu("load")
+    others = max(0.0, relayed.process_busy - server - load)  # other processes (noise)
+    m_rate = float(result["msgs_per_s"])
+    messages = m_rate * seconds  # the window is the generator's counting window, give or take ms
+    direct_messages = float(direct.result["msgs_per_s"]) * direct.seconds
+    load_per_message = direct.cpu("load") / direct_messages if direct_messages else 0.0
+    load_charged = load_per_message * messages
+    server_cost = max(busy - load_charged - others, 1e-9)  # CPU-seconds over the window
     received = int(result["received"])
     m.ok = received > 0
     m.reason = "" if m.ok else "nothing echoed"
-    m.rate = result["msgs_per_s"]
+    m.rate = m_rate
     sent_total = received + int(result["lost"])
     m.loss = int(result["lost"]) / sent_total if sent_total else 0.0
     m.seconds = seconds
@@ -400,16 +398,83 @@ def _measure_flood(
     m.load_cpu = shares.groups["load"]
     m.other_cpu = shares.other
     m.softirq_cpu = shares.softirq
-    relayed = m.rate * seconds  # the window is the generator's counting window, give or take ms
-    m.metrics["server_cpu_s_per_million"] = 1e6 * server_cost / relayed if relayed else 0.0
-    m.metrics["msgs_per_server_cpu_s"] = relayed / server_cost
+    m.metrics["server_cpu_s_per_million"] = 1e6 * server_cost / messages if messages else 0.0
+    m.metrics["msgs_per_server_cpu_s"] = messages / server_cost
     m.details["flood"] = result | {
         "server_cost_cpu_s": round(server_cost, 3),
         "machine_busy_cpu_s": round(busy, 3),
         "load_cpu_s": round(load, 3),
+        "load_charged_cpu_s": round(load_charged, 3),
+        "direct_msgs_per_s": direct.result["msgs_per_s"],
+        "direct_load_us_per_msg": round(1e6 * load_per_message, 3),
         "other_processes_cpu_s": round(others, 3),
         "window_s": round(seconds, 3),
     }
+
+
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class _FloodWindow:
+    """One generator run: its JSON result and CPU samples around its counting window."""
+
+    result: dict[str, Any]
+    first: procs.CpuSample
+    last: procs.CpuSample
+
+    def cpu(self, group: str) -> float:
+        return self.last.groups[group] - self.first.groups.get(group, 0.0)
+
+    @property
+    def seconds(self) -> float:
+        return self.last.wall - self.first.wall
+
+    @property
+    def process_busy(self) -> float:
+        return self.last.busy - self.first.busy
+
+    @property
+    def machine_busy(self) -> float:
+        return self.process_busy + (self.last.irq - self.first.irq)
+
+
+@dataclass(frozen=True)
+class _Flood:
+    clients: int
+    payload: int
+    warmup: float
+    duration: float
+
+    def run(
+        self,
+        peer: procs.Managed,
+        peer_address: str,
+        target: list[str],
+        server_cpu: Callable[[], float] | None,
+    ) -> _FloodWindow | str:
+        """`bench.flood generate` with ``target`` (the relay's flags, or ``--direct``); a
+        string says why it measured nothing."""
+        argv = [sys.executable, "-m", "bench.flood", "generate", *target, "--peer", peer_address]
+        argv += ["--clients", str(self.clients), "--size", str(self.payload)]
+        argv += ["--warmup", str(self.warmup), "--duration", str(self.duration)]
+        with procs.Managed("flood", argv, pipe_stdout=True, cwd=_ROOT) as gen:
+            deadline = time.monotonic() + 30 + self.clients * 0.2 + self.duration
+            lines = gen.read_lines(deadline)
+            if not any(text == "ready" for _, text in lines):
+                return f"generator did not get ready: {gen.log_tail()}"
+            time.sleep(self.warmup)
+            groups: dict[str, Callable[[], float]] = {
+                "load": lambda: gen.cpu_seconds() + peer.cpu_seconds()
+            }
+            if server_cpu is not None:
+                groups["server"] = server_cpu
+            first = procs.sample_cpu(groups)
+            result = next((json.loads(t) for _, t in lines if t.startswith("{")), None)
+            last = procs.sample_cpu(groups)
+        if result is None:
+            return "generator printed no result"
+        return _FloodWindow(result, first, last)
 
 
 def _creds(srv: servers.RunningServer) -> turnload.Credentials:

@@ -103,3 +103,45 @@ def test_core_cost_refuses_more_allocations_than_relay_ports() -> None:
     with pytest.raises(SystemExit) as exit_info:
         corecost.main(["--allocations", "10001"])
     assert exit_info.value.code == 2
+
+
+def test_a_direct_flood_measures_the_generator_and_the_peer_alone(tmp_path: Path) -> None:
+    """`flood generate --direct` sends to the echo peer with no relay; every echo is counted."""
+    import json
+    import socket
+    import subprocess
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    flood = [sys.executable, "-m", "bench.flood"]
+    direct = ["--direct", "--peer", f"127.0.0.1:{port}", "--clients", "2", "--size", "120"]
+    peer = subprocess.Popen([*flood, "echo", "--host", "127.0.0.1", "--port", str(port)], cwd=REPO)
+    try:
+        done = subprocess.run(
+            [*flood, "generate", *direct, "--warmup", "0.2", "--duration", "0.5"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+    finally:
+        peer.kill()
+        peer.wait(timeout=10)
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == "ready"
+    result = json.loads(lines[-1])
+    assert result["clients"] == 2
+    assert result["received"] > 0
+    assert result["lost"] == 0
+    assert result["sent"] >= result["received"]
+
+
+def test_a_relayed_flood_without_credentials_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import flood
+
+    with pytest.raises(SystemExit) as exit_info:
+        flood.main(["generate", "--peer", "127.0.0.1:9", "--host", "127.0.0.1", "--port", "3478"])
+    assert exit_info.value.code == 2
+    assert "needs --user, --password, --realm (or --direct)" in capsys.readouterr().err
