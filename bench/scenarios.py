@@ -119,8 +119,9 @@ def _flood(payload: int, clients: int) -> Scenario:
             f"our sendmmsg/recvmmsg generator (bench/flood.py), {clients} UDP clients keeping "
             f"256 ChannelData messages of {payload} B each in flight, echoed by our recvmmsg "
             "peer; messages the clients got back per second. Server cost: the machine's busy "
-            "CPU (every process, irq and softirq from /proc/stat) minus the generator's and the "
-            "peer's own (/proc/PID/stat) and other processes' (noise on a shared machine)"
+            "CPU (every process, irq and softirq from /proc/stat) minus what the generator and "
+            "the peer cost per message with no relay between (a --direct run right after) and "
+            "minus other processes' CPU (noise on a shared machine)"
         ),
         unit="msg/s",
         extended=True,
