@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -207,10 +208,33 @@ async def test_reports_are_shared_and_expire(redis_server: RedisServer) -> None:
     a, b = FakeRelay("a"), FakeRelay("b")
     links = [link_for(a, redis_server.url), link_for(b, redis_server.url)]
     try:
-        await links[0].put_report("R1", '{"verdict": "ok"}', ttl_seconds=1)
+        await links[0].put_report("R1", '{"verdict": "ok"}', '{"id": "R1"}', 100.0, 1)
         assert await links[1].get_report("R1") == '{"verdict": "ok"}'
+        assert await links[1].report_exists("R1")
+        assert await links[1].recent_reports(5) == ['{"id": "R1"}']
         await asyncio.sleep(1.2)
         assert await links[1].get_report("R1") is None
+        assert not await links[1].report_exists("R1")
     finally:
         for link in links:
             await link.stop()
+
+
+@pytest.mark.asyncio
+async def test_the_fleet_keeps_its_newest_reports_and_forgets_the_stale(
+    redis_server: RedisServer,
+) -> None:
+    relay = FakeRelay("a")
+    link = link_for(relay, redis_server.url)
+    link.settings = dataclasses.replace(link.settings, max_reports=3)
+    try:
+        for number in range(5):  # stored at 1000..1004, kept 3600 s
+            ident = f"R{number}"
+            await link.put_report(ident, "{}", f'"{ident}"', 1000.0 + number, 3600)
+        assert await link.recent_reports(10) == ['"R4"', '"R3"', '"R2"']
+        assert not await link.report_exists("R1")
+        # stored an hour later: the older ones are past their time and go from the listing
+        await link.put_report("R9", "{}", '"R9"', 1000.0 + 3603, 3600)
+        assert await link.recent_reports(10) == ['"R9"', '"R4"']
+    finally:
+        await link.stop()

@@ -1,10 +1,12 @@
 """Three `turn-relay serve` processes (127.0.0.1, .2, .3) and one redis-server as one fleet:
 a user's quota across relays, kick and revoke through any relay, drain sending new clients to a
-sibling, and a Redis outage in the middle (served through, seen in metrics, reconciled)."""
+sibling, a check-page report stored on one relay and served by all, and a Redis outage in the
+middle (served through, seen in metrics, reconciled)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -17,6 +19,7 @@ import pytest_asyncio
 from relay_harness import REALM, WireClient, echo_peer, free_port, wait_until_answering
 from test_relay_admin import ADMIN_KEY, API_KEY, SECRET, TURN_RELAY, Relay, _api_up
 from turnkit_testing.redis_server import RedisServer, running_redis
+from turnkit_testing.report_documents import report
 
 from stun_server.wire import MessageClass, Method
 from stun_server.wire import attributes as attrs
@@ -25,6 +28,7 @@ from turn_relay.auth.credentials import issue
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 HOSTS = {"A": "127.0.0.1", "B": "127.0.0.2", "C": "127.0.0.3"}
 PORT_RANGES = {"A": "25100-25199", "B": "25200-25299", "C": "25300-25399"}
+LINK_SECRET = "fleet-check-link-secret-0123456789"  # the same on every relay, like the REST one
 
 
 def credential(user: str) -> tuple[str, str]:
@@ -45,7 +49,8 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 def write_config(directory: Path, name: str, port: int, api_port: int, redis: RedisServer) -> Path:
     host = HOSTS[name]
-    for file, text in (("secrets", SECRET), ("api-key", API_KEY), ("admin-key", ADMIN_KEY)):
+    files = (("secrets", SECRET), ("api-key", API_KEY), ("admin-key", ADMIN_KEY))
+    for file, text in (*files, ("link-secrets", LINK_SECRET)):
         (directory / file).write_text(text + "\n")
         (directory / file).chmod(0o600)
     low, high = PORT_RANGES[name].split("-")
@@ -62,6 +67,8 @@ def write_config(directory: Path, name: str, port: int, api_port: int, redis: Re
         f'[fleet]\nredis_url = "{redis.url}"\nrelay_id = "{name}"\n'
         f'advertise = ["{host}:{port}"]\nheartbeat = 0.2\nttl = 1.0\n'
         "sessions_interval = 0.5\n"
+        f'[check]\nlink_secrets_file = "{directory / "link-secrets"}"\n'
+        f'public_url = "http://{host}:{api_port}"\n'
     )
     return config
 
@@ -146,6 +153,60 @@ async def metrics_of(relay: Relay) -> str:
         session.get(f"{relay.api}/metrics", headers=headers) as reply,
     ):
         return await reply.text()
+
+
+async def mint_check_link(relay: Relay) -> str:
+    """A check-page token minted from the relay's config (`turn-relay link`)."""
+    config = relay.directory / "relay.toml"
+    process = await asyncio.create_subprocess_exec(
+        TURN_RELAY, "link", "--config", str(config), "--json", stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await process.communicate()
+    assert process.returncode == 0
+    url: str = json.loads(out)["url"]
+    return url.rpartition("/")[2]
+
+
+async def upload(relay: Relay, token: str) -> tuple[int, dict[str, Any]]:
+    body = json.dumps(report(source="browser")).encode()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{relay.api}/check/{token}/report", data=body) as reply,
+    ):
+        return reply.status, await reply.json()
+
+
+async def reports_api(relay: Relay, path: str) -> tuple[int, dict[str, Any]]:
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{relay.api}/reports{path}", headers=headers) as reply,
+    ):
+        return reply.status, await reply.json()
+
+
+async def test_a_report_stored_on_one_relay_is_served_by_every_relay(
+    fleet: dict[str, Relay],
+) -> None:
+    token = await mint_check_link(fleet["A"])
+    status, stored = await upload(fleet["A"], token)
+    assert status == 200, stored
+    ident = stored["id"]
+    status, on_a = await reports_api(fleet["A"], f"/{ident}")
+    assert status == 200 and on_a["report"]["relay_observed"]["test_id"] == ident
+    deadline = time.monotonic() + 5  # published in the background, after the upload's answer
+    for name in ("B", "C"):
+        while (found := await reports_api(fleet[name], f"/{ident}")) != (200, on_a):
+            assert time.monotonic() < deadline, (name, found)
+            await asyncio.sleep(0.1)
+    status, listing = await reports_api(fleet["C"], "?limit=5")
+    assert status == 200
+    assert [r["id"] for r in listing["reports"]] == [ident]
+    assert listing["reports"][0] == {k: v for k, v in on_a.items() if k != "report"}
+    status, refused = await upload(fleet["B"], token)  # the link's report is in, fleet-wide
+    assert status == 403, refused
+    assert "already in" in refused["error"]
+    assert (await reports_api(fleet["B"], "?limit=5"))[1] == listing
 
 
 async def test_a_users_quota_holds_across_the_fleet(fleet: dict[str, Relay]) -> None:
@@ -259,6 +320,10 @@ async def test_a_redis_outage_is_served_through_and_reconciled(
                 client, response = await allocate(fleet[name], "grace", name)
                 clients.append(client)
                 assert response.cls is MessageClass.SUCCESS, (name, response)
+            status, stored = await upload(fleet["A"], await mint_check_link(fleet["A"]))
+            assert status == 200, stored  # a report is still taken, and kept on A
+            assert (await reports_api(fleet["A"], f"/{stored['id']}"))[0] == 200
+            assert (await reports_api(fleet["B"], f"/{stored['id']}"))[0] == 404
             redis_server.start()
             await until_status(
                 fleet, lambda s: s["fleet"]["connected"] and len(s["fleet"]["siblings"]) == 2, 15

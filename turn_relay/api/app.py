@@ -22,6 +22,7 @@ from .credentials import CredentialRoutes
 from .health import HealthRoutes
 from .reports import ReportRoutes
 from .settings import ApiSettings, MetricsProvider, SecretsProvider
+from .shared_reports import REPORTS_KEY, Reports
 
 MAX_REQUEST_BYTES = 64 * 1024  # no route takes a body; aiohttp's default is 1 MiB
 
@@ -44,6 +45,9 @@ def create_app(
     if admin is not None:
         AdminRoutes(admin, secrets, counters).add_to(app)
     if check is not None:
-        CheckRoutes(check.settings, secrets, check.store, check.observed, clock).add_to(app)
-        ReportRoutes(check.store, secrets, counters, clock).add_to(app)
+        reports = Reports(check.store, check.share, clock)
+        app[REPORTS_KEY] = reports
+        app.on_cleanup.append(lambda _: reports.settle())
+        CheckRoutes(check.settings, secrets, reports, check.observed, clock).add_to(app)
+        ReportRoutes(reports, secrets, counters).add_to(app)
     return app

@@ -33,7 +33,7 @@ from aiohttp import WSMsgType, web
 from turn_relay.auth.credentials import issue
 from turn_relay.auth.links import LinkClaims, Refusal, verify
 from turn_relay.reports.result_id import ResultIdError, parse_result_id
-from turn_relay.reports.store import ReportReusedError, ReportStore
+from turn_relay.reports.store import ReportReusedError
 from turn_relay.reports.validation import (
     ReportInvalidError,
     ReportTooLargeError,
@@ -44,6 +44,7 @@ from .access import error_response
 from .check_settings import CheckSettings, ObservedProvider, test_user
 from .limits import SourceLimiter
 from .settings import SecretsProvider
+from .shared_reports import Reports
 
 STATIC_PACKAGE = "turn_relay.api"
 STATIC_DIR = ("static", "check")
@@ -121,13 +122,14 @@ class CheckRoutes:
         self,
         settings: CheckSettings,
         secrets: SecretsProvider,
-        store: ReportStore,
+        reports: Reports,
         observed: ObservedProvider,
         clock: Callable[[], float],
     ) -> None:
         self.settings = settings
         self._secrets = secrets
-        self._store = store
+        self._reports = reports
+        self._store = reports.store
         self._observed = observed
         self._clock = clock
         self._files = _static_files()
@@ -266,6 +268,8 @@ class CheckRoutes:
             "allocations": self._observed(test.result_id),
         }
         stored = json.dumps(document, ensure_ascii=False).encode("utf-8")
+        if await self._reports.held_elsewhere(test.result_id):
+            return error_response(403, "this check link is refused: its report is already in")
         try:
             ident = await asyncio.to_thread(
                 self._store.put_once,
@@ -278,6 +282,7 @@ class CheckRoutes:
             return error_response(403, "this check link is refused: its report is already in")
         except ReportTooLargeError as error:  # what the relay added made it too large
             return error_response(413, str(error))
+        self._reports.stored(ident)
         return web.json_response(
             {"id": ident, "verdict": document["verdict"]}, headers={"Cache-Control": "no-store"}
         )

@@ -17,6 +17,8 @@ from turn_relay.config.urls import api_base_url, check_stun_urls
 from turn_relay.reports.store import ReportStore
 from turn_relay.reports.validation import DEFAULT_MAX_REPORT_BYTES
 
+from .shared_reports import ReportShare
+
 TEST_USER_PREFIX = "check-"
 
 #: test id -> the relay's own record of that test's allocations (`relay_observed.allocations`)
@@ -68,3 +70,5 @@ class CheckViews:
     settings: CheckSettings
     store: ReportStore
     observed: ObservedProvider
+    #: a fleet member's siblings' reports (`shared_reports.ReportShare`), None alone
+    share: ReportShare | None = None

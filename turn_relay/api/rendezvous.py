@@ -59,6 +59,7 @@ from .rooms import (
     verify_room_token,
 )
 from .settings import ApiSettings, SecretsProvider
+from .shared_reports import Reports
 
 logger = logging.getLogger(__name__)
 
@@ -160,11 +161,14 @@ class RendezvousRoutes:
         secrets: SecretsProvider,
         store: ReportStore | None = None,
         clock: Callable[[], float] = time.time,
+        *,
+        on_stored: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
         self._api = api
         self._secrets = secrets
         self._store = store
+        self._on_stored = on_stored  # a verdict was stored under this id (fleet: publish it)
         self._clock = clock
         self.rooms = RoomTable(settings.limits)
         self.parties: dict[tuple[str, Seat], Party] = {}
@@ -453,10 +457,13 @@ class RendezvousRoutes:
             return None, "the relay keeps no reports (server.state_dir is not set)"
         body = json.dumps(report).encode("utf-8")
         try:
-            return await asyncio.to_thread(self._store.put, body, now), None
+            ident = await asyncio.to_thread(self._store.put, body, now)
         except ReportRejectedError as error:
             logger.warning("peer report refused by the store: %s", error)
             return None, str(error)
+        if self._on_stored is not None:
+            self._on_stored(ident)
+        return ident, None
 
     async def _send(self, party: Party, body: dict[str, Any]) -> None:
         with contextlib.suppress(ConnectionError, RuntimeError):
@@ -491,15 +498,18 @@ def add_rendezvous(
     config: TurnConfig,
     api: ApiSettings,
     secrets: SecretsProvider,
-    shared_store: ReportStore | None = None,
+    reports: Reports | None = None,
 ) -> RendezvousRoutes:
-    """The route group of ``config`` on ``app``. Verdicts go to ``shared_store`` (the check
-    page's), else to a store of its own in server.state_dir (closed with the app), else
-    nowhere."""
+    """The route group of ``config`` on ``app``. Verdicts go to ``reports`` (the check page's,
+    published for the fleet like its reports), else to a store of its own in
+    server.state_dir (closed with the app), else nowhere."""
     state_dir = config.server.state_dir
-    own = shared_store is None and state_dir is not None
-    store = shared_store or (ReportStore(state_dir) if state_dir is not None else None)
-    routes = RendezvousRoutes(RendezvousSettings.from_config(config), api, secrets, store)
+    own = reports is None and state_dir is not None
+    shared = reports.store if reports is not None else None
+    store = shared or (ReportStore(state_dir) if state_dir is not None else None)
+    settings = RendezvousSettings.from_config(config)
+    on_stored = reports.stored if reports is not None else None
+    routes = RendezvousRoutes(settings, api, secrets, store, on_stored=on_stored)
     routes.add_to(app)
     app[RENDEZVOUS_KEY] = routes
     if own and store is not None:

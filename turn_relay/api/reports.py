@@ -3,22 +3,21 @@
 
 ``/reports/<id>`` answers ``{"id", "stored_at", "source", "status", "verdict", "size",
 "report": {...}}`` (404 unknown or expired, 400 not a result id); ``/reports`` answers
-``{"reports": [summary, ...]}``, newest first (``limit`` 1-1000, default 20).
+``{"reports": [summary, ...]}``, newest first (``limit`` 1-1000, default 20). In a fleet both
+also find what the other relays stored (`shared_reports.Reports`).
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from dataclasses import asdict
 
 from aiohttp import web
 
 from turn_relay.reports.result_id import ResultIdError
-from turn_relay.reports.store import ReportStore
 
 from .access import ApiCounters, error_response, key_matches, presented_key
 from .settings import SecretsProvider
+from .shared_reports import Reports
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 1000
@@ -27,15 +26,13 @@ MAX_LIMIT = 1000
 class ReportRoutes:
     def __init__(
         self,
-        store: ReportStore,
+        reports: Reports,
         secrets: SecretsProvider,
         counters: ApiCounters,
-        clock: Callable[[], float],
     ) -> None:
-        self._store = store
+        self._reports = reports
         self._secrets = secrets
         self._counters = counters
-        self._clock = clock
 
     def add_to(self, app: web.Application) -> None:
         app.router.add_get("/reports", self.listing)
@@ -52,9 +49,7 @@ class ReportRoutes:
         if refused is not None:
             return refused
         try:
-            found = await asyncio.to_thread(
-                self._store.get, request.match_info["id"], self._clock()
-            )
+            found = await self._reports.get(request.match_info["id"])
         except ResultIdError as error:
             return error_response(400, str(error))
         if found is None:
@@ -69,6 +64,6 @@ class ReportRoutes:
         text = request.query.get("limit", str(DEFAULT_LIMIT))
         if not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_LIMIT):
             return error_response(400, f"limit: a whole number from 1 to {MAX_LIMIT}")
-        summaries = await asyncio.to_thread(self._store.list, int(text), self._clock())
+        summaries = await self._reports.newest(int(text))
         body = {"reports": [asdict(summary) for summary in summaries]}
         return web.json_response(body, headers={"Cache-Control": "no-store"})

@@ -7,7 +7,9 @@ Keys (``prefix`` defaults to ``turnkit``)::
     {prefix}:relay:{id}:sessions    its sessions (JSON list), every ``sessions_interval``, expiring
     {prefix}:revoked                hash user -> "until" (Unix seconds, or "" for no end)
     {prefix}:commands               pub/sub channel of Command JSON
-    {prefix}:report:{id}            a stored check or peer-test report, expires
+    {prefix}:report:{id}            a stored check or peer-test report (JSON), expires
+    {prefix}:reports                sorted set: report ids by the time they were stored
+    {prefix}:report-summaries       hash report id -> its summary (JSON), for listings
 
 Every Redis call runs in this module's own tasks with short socket timeouts; the relay's
 allocation and data paths only ever read the cache these tasks keep (`FleetView` facts, the
@@ -56,6 +58,7 @@ class FleetSettings:
     # allocation, where the heartbeat's snapshot costs one number per user
     sessions_interval: float = 5.0
     max_backoff: float = 5.0
+    max_reports: int = 10_000  # reports the fleet keeps at most (bodies expire on their own)
 
 
 @dataclass(slots=True)
@@ -288,13 +291,47 @@ class FleetLink:
         return found
 
     # -- reports (check page, peer test): any relay serves any report
+    # These are called by the API's handlers (not the link's tasks) and raise what Redis
+    # raises; the shell's adapter (`turn_relay.shell.fleet.FleetReports`) turns that into "not
+    # there" and counts it.
 
-    async def put_report(self, report_id: str, body: str, ttl_seconds: int) -> None:
-        await self._redis.set(self._key("report", report_id), body, ex=ttl_seconds)
+    async def put_report(
+        self, report_id: str, body: str, summary: str, stored_at: float, ttl_seconds: int
+    ) -> None:
+        """Store one report for the fleet, then forget reports past ``ttl_seconds`` and all
+        but the newest ``max_reports``."""
+        index, summaries = self._key("reports"), self._key("report-summaries")
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._key("report", report_id), body, ex=max(ttl_seconds, 1))
+            pipe.zadd(index, {report_id: stored_at})
+            pipe.hset(summaries, report_id, summary)
+            await pipe.execute()
+        stale = _names(await self._redis.zrangebyscore(index, "-inf", stored_at - ttl_seconds))
+        extra = await self._redis.zcard(index) - self.settings.max_reports
+        if extra > 0:
+            stale += _names(await self._redis.zrange(index, 0, extra - 1))
+        if stale:
+            ids = sorted(set(stale))
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zrem(index, *ids)
+                pipe.hdel(summaries, *ids)
+                pipe.delete(*(self._key("report", ident) for ident in ids))
+                await pipe.execute()
 
     async def get_report(self, report_id: str) -> str | None:
         value = await self._redis.get(self._key("report", report_id))
         return None if value is None else _decode(value)
+
+    async def report_exists(self, report_id: str) -> bool:
+        return bool(await self._redis.exists(self._key("report", report_id)))
+
+    async def recent_reports(self, limit: int) -> list[str]:
+        """The summaries of the fleet's newest ``limit`` reports, newest first."""
+        ids = _names(await self._redis.zrevrange(self._key("reports"), 0, max(limit, 1) - 1))
+        if not ids:
+            return []
+        values = await self._redis.hmget(self._key("report-summaries"), ids)
+        return [_decode(value) for value in values if value is not None]
 
     # -- state changes, logged once each
 
@@ -329,6 +366,11 @@ class FleetLink:
 
 def _decode(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _names(values: Any) -> list[str]:
+    """Members of a Redis reply listing names (bytes or text)."""
+    return [_decode(value) for value in values]
 
 
 def _revocations(raw: Mapping[Any, Any]) -> dict[str, float | None]:

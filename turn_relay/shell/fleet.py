@@ -13,9 +13,11 @@ its own view and quotas per relay (`turnkit_relay_fleet_*` metrics, one warning 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import time
+from dataclasses import asdict
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -24,11 +26,15 @@ from turn_relay.api.admin import Record
 from turn_relay.config import Secrets, TurnConfig
 from turn_relay.fleet.link import FleetHooks, FleetLink, FleetSettings
 from turn_relay.fleet.view import Command, FleetFacts, RelaySnapshot
+from turn_relay.reports.store import ReportSummary, StoredReport
 
 from .admin_view import LocalAdmin
 from .operations import RelayOperations
 
 logger = logging.getLogger(__name__)
+
+_REPORT_WARNING_S = 10.0
+_UNREACHABLE = (RedisError, OSError, TimeoutError)
 
 
 def link_settings(config: TurnConfig, secrets: Secrets) -> FleetSettings:
@@ -85,6 +91,7 @@ class RelayFleet:
             on_revocations=self.on_revocations,
         )
         self.link = FleetLink(link_settings(config, secrets), hooks)
+        self.reports = FleetReports(self.link)
         self._pending: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -170,6 +177,80 @@ class RelayFleet:
             "turnkit_relay_fleet_siblings": float(status.siblings),
             "turnkit_relay_fleet_commands_total": float(status.commands_received),
         }
+
+
+class FleetReports:
+    """The fleet's reports for the API (`turn_relay.api.shared_reports.ReportShare`): what
+    this relay stored is published in Redis, what a sibling stored is read from there. Redis
+    away: nothing is found there, the call is counted as a fleet error, and a warning says so
+    at most every ``_REPORT_WARNING_S``."""
+
+    def __init__(self, link: FleetLink) -> None:
+        self.link = link
+        self._warned_at = -math.inf
+
+    async def publish(self, report: StoredReport, ttl_seconds: int) -> None:
+        summary = asdict(report.summary)
+        body = json.dumps({"summary": summary, "report": report.document}, ensure_ascii=False)
+        try:
+            await self.link.put_report(
+                report.summary.id, body, json.dumps(summary), report.summary.stored_at, ttl_seconds
+            )
+        except _UNREACHABLE as exc:
+            self._failed("publishing report " + report.summary.id, exc)
+
+    async def fetch(self, result_id: str) -> StoredReport | None:
+        try:
+            body = await self.link.get_report(result_id)
+        except _UNREACHABLE as exc:
+            self._failed("reading report " + result_id, exc)
+            return None
+        return None if body is None else _stored_report(body)
+
+    async def exists(self, result_id: str) -> bool:
+        try:
+            return await self.link.report_exists(result_id)
+        except _UNREACHABLE as exc:
+            self._failed("looking up report " + result_id, exc)
+            return False
+
+    async def recent(self, limit: int) -> list[ReportSummary]:
+        try:
+            texts = await self.link.recent_reports(limit)
+        except _UNREACHABLE as exc:
+            self._failed("listing reports", exc)
+            return []
+        found = [_summary(text) for text in texts]
+        return [summary for summary in found if summary is not None]
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        self.link.status.errors += 1
+        now = time.monotonic()
+        if now - self._warned_at >= _REPORT_WARNING_S:
+            self._warned_at = now
+            logger.warning("fleet: %s failed, this relay's reports only (Redis: %s)", what, exc)
+
+
+def _summary(text: str) -> ReportSummary | None:
+    try:
+        data = json.loads(text)
+        summary = ReportSummary(**data)
+    except (ValueError, TypeError):
+        return None
+    numbers_ok = isinstance(summary.stored_at, (int, float)) and isinstance(summary.size, int)
+    text_ok = all(isinstance(v, str) for v in (summary.id, summary.source, summary.status))
+    return summary if numbers_ok and text_ok and isinstance(summary.verdict, str) else None
+
+
+def _stored_report(body: str) -> StoredReport | None:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("report"), dict):
+        return None
+    summary = _summary(json.dumps(data.get("summary")))
+    return None if summary is None else StoredReport(summary, data["report"])
 
 
 class FleetAdmin(LocalAdmin):

@@ -35,6 +35,7 @@ from turn_relay.api.app import create_app
 from turn_relay.api.check_settings import CheckSettings, CheckViews
 from turn_relay.api.rendezvous import add_rendezvous
 from turn_relay.api.settings import ApiSettings
+from turn_relay.api.shared_reports import REPORTS_KEY, ReportShare
 from turn_relay.auth.challenge import source_key
 from turn_relay.config import ConfigError, Secrets, TurnConfig
 from turn_relay.config.wiring import build_core, long_term_auth, wall_offset
@@ -78,6 +79,9 @@ logger = logging.getLogger(__name__)
 class RelayFleetLike(Protocol):
     """What the server needs of its fleet membership (`turn_relay.shell.fleet.RelayFleet`)."""
 
+    @property
+    def reports(self) -> ReportShare: ...
+
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
     def metrics(self) -> dict[str, float]: ...
@@ -108,21 +112,23 @@ async def start_api(
     metrics: Callable[[], str],
     admin: AdminView | None = None,
     check_view: CheckView | None = None,
+    *,
+    report_share: ReportShare | None = None,
 ) -> web.AppRunner | None:
     """The HTTP API of ``config`` (None when it is off), serving ``metrics()`` at /metrics,
     given ``admin`` the admin routes and, when configured, the check page (whose tests
-    ``check_view`` observes)."""
+    ``check_view`` observes; a fleet member's ``report_share`` holds its siblings' reports)."""
     api = config.api
     if not api.enabled:
         return None
     settings = ApiSettings.from_config(config)
     quiet_errors.install()
-    check = _check_views(config, check_view or CheckView())
+    check = _check_views(config, check_view or CheckView(), report_share)
     app = create_app(settings, secrets, metrics, admin=admin, check=check)
     if check is not None:
         app.on_cleanup.append(lambda _: asyncio.to_thread(check.store.close))
     if config.rendezvous.enabled:
-        add_rendezvous(app, config, settings, secrets, check.store if check is not None else None)
+        add_rendezvous(app, config, settings, secrets, app.get(REPORTS_KEY))
     runner = web.AppRunner(
         app,
         access_log=None,
@@ -146,7 +152,9 @@ async def start_api(
     return runner
 
 
-def _check_views(config: TurnConfig, view: CheckView) -> CheckViews | None:
+def _check_views(
+    config: TurnConfig, view: CheckView, share: ReportShare | None
+) -> CheckViews | None:
     state_dir = config.server.state_dir
     if not config.check.enabled or state_dir is None:
         return None
@@ -154,6 +162,7 @@ def _check_views(config: TurnConfig, view: CheckView) -> CheckViews | None:
         CheckSettings.from_config(config),
         ReportStore(state_dir),
         lambda test_id: view.observed(test_id, time.monotonic()),
+        share,
     )
 
 
@@ -417,8 +426,14 @@ class RelayServer:
 
     async def _start_api(self) -> None:
         if self._serve_api:
+            share = self.fleet.reports if self.fleet is not None else None
             self._api = await start_api(
-                self.config, lambda: self.secrets, self.metrics, self.admin, self.check_view
+                self.config,
+                lambda: self.secrets,
+                self.metrics,
+                self.admin,
+                self.check_view,
+                report_share=share,
             )
 
     # ================================================================ operations
