@@ -95,7 +95,7 @@ async def harness(tmp_path: Path, settings: CheckSettings = SETTINGS) -> AsyncIt
     secrets = Secrets(rest_secrets=("rest",), api_key=API_KEY, check_link_secrets=(LINK_SECRET,))
     asked: list[str] = []
 
-    def observed(test_id: str) -> list[dict[str, Any]]:
+    async def observed(test_id: str) -> list[dict[str, Any]]:
         asked.append(test_id)
         return OBSERVED
 

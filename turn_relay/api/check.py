@@ -265,7 +265,7 @@ class CheckRoutes:
             return error_response(400, '$.source: a check-page report has source "browser"')
         document["relay_observed"] = {
             "test_id": test.result_id,
-            "allocations": self._observed(test.result_id),
+            "allocations": await self._observed(test.result_id),
         }
         stored = json.dumps(document, ensure_ascii=False).encode("utf-8")
         if await self._reports.held_elsewhere(test.result_id):

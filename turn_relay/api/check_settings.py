@@ -7,7 +7,7 @@ credentials and the shell can tell which allocations belong to which test (`Obse
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +21,9 @@ from .shared_reports import ReportShare
 
 TEST_USER_PREFIX = "check-"
 
-#: test id -> the relay's own record of that test's allocations (`relay_observed.allocations`)
-ObservedProvider = Callable[[str], list[dict[str, Any]]]
+#: test id -> the relay's own record of that test's allocations (`relay_observed.allocations`),
+#: from every worker process when there are several
+ObservedProvider = Callable[[str], Awaitable[list[dict[str, Any]]]]
 
 
 def test_user(test_id: str) -> str:

@@ -93,4 +93,6 @@ class RelayOperations:
             return True
         if op == "status":
             return self.status()
+        if op == "observed":
+            return self.server.check_view.observed(str(request["test_id"]), time.monotonic())
         return {"error": f"unknown op {op!r}"}

@@ -24,7 +24,7 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -32,7 +32,7 @@ from turn_relay import config as relay_config
 from turn_relay.api import quiet_errors
 from turn_relay.api.admin import AdminView
 from turn_relay.api.app import create_app
-from turn_relay.api.check_settings import CheckSettings, CheckViews
+from turn_relay.api.check_settings import CheckSettings, CheckViews, ObservedProvider
 from turn_relay.api.rendezvous import add_rendezvous
 from turn_relay.api.settings import ApiSettings
 from turn_relay.api.shared_reports import REPORTS_KEY, ReportShare
@@ -111,19 +111,20 @@ async def start_api(
     secrets: Callable[[], Secrets],
     metrics: Callable[[], str],
     admin: AdminView | None = None,
-    check_view: CheckView | None = None,
+    observed: ObservedProvider | None = None,
     *,
     report_share: ReportShare | None = None,
 ) -> web.AppRunner | None:
     """The HTTP API of ``config`` (None when it is off), serving ``metrics()`` at /metrics,
-    given ``admin`` the admin routes and, when configured, the check page (whose tests
-    ``check_view`` observes; a fleet member's ``report_share`` holds its siblings' reports)."""
+    given ``admin`` the admin routes and, when configured, the check page (``observed`` says
+    what the relay saw of a test; a fleet member's ``report_share`` holds its siblings'
+    reports)."""
     api = config.api
     if not api.enabled:
         return None
     settings = ApiSettings.from_config(config)
     quiet_errors.install()
-    check = _check_views(config, check_view or CheckView(), report_share)
+    check = _check_views(config, observed or _nothing_observed, report_share)
     app = create_app(settings, secrets, metrics, admin=admin, check=check)
     if check is not None:
         app.on_cleanup.append(lambda _: asyncio.to_thread(check.store.close))
@@ -152,18 +153,18 @@ async def start_api(
     return runner
 
 
+async def _nothing_observed(test_id: str) -> list[dict[str, Any]]:
+    del test_id
+    return []
+
+
 def _check_views(
-    config: TurnConfig, view: CheckView, share: ReportShare | None
+    config: TurnConfig, observed: ObservedProvider, share: ReportShare | None
 ) -> CheckViews | None:
     state_dir = config.server.state_dir
     if not config.check.enabled or state_dir is None:
         return None
-    return CheckViews(
-        CheckSettings.from_config(config),
-        ReportStore(state_dir),
-        lambda test_id: view.observed(test_id, time.monotonic()),
-        share,
-    )
+    return CheckViews(CheckSettings.from_config(config), ReportStore(state_dir), observed, share)
 
 
 def _api_tls_context(config: TurnConfig) -> ssl.SSLContext | None:
@@ -432,11 +433,15 @@ class RelayServer:
                 lambda: self.secrets,
                 self.metrics,
                 self.admin,
-                self.check_view,
+                self.observed,
                 report_share=share,
             )
 
     # ================================================================ operations
+
+    async def observed(self, test_id: str) -> list[dict[str, Any]]:
+        """What this process saw of check-page test ``test_id`` (its allocations)."""
+        return self.check_view.observed(test_id, time.monotonic())
 
     def terminate(self) -> None:
         """SIGTERM: drain for ``server.drain_seconds`` first, or stop when that is 0 or a

@@ -200,7 +200,7 @@ class _Supervisor:
             if not self._done.is_set():
                 try:
                     api = await start_api(
-                        self.config, lambda: self.secrets, self.metrics, self.admin
+                        self.config, lambda: self.secrets, self.metrics, self.admin, self.observed
                     )
                 except OSError as exc:
                     logger.error("cannot start the HTTP API: %s", exc)
@@ -294,6 +294,13 @@ class _Supervisor:
         routes = total.get("turnkit_relay_kernel_routes", 0.0)
         total.update(offload_state(self.kernel.state, int(routes)))  # one state, not N
         return prometheus_text(total)
+
+    async def observed(self, test_id: str) -> list[dict[str, Any]]:
+        """A check-page test's allocations as every worker saw them (each allocation lives in
+        the one worker its client's 5-tuple reaches)."""
+        replies = await self._ask_workers({"op": "observed", "test_id": test_id})
+        found = [a for reply in replies if isinstance(reply, list) for a in reply]
+        return [a for a in found if isinstance(a, dict)]
 
     async def _ask_workers(self, request: dict[str, Any]) -> list[Any]:
         """Every worker's answer to ``request``, asked from a thread (off the event loop)."""
