@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -236,5 +237,28 @@ async def test_the_fleet_keeps_its_newest_reports_and_forgets_the_stale(
         # stored an hour later: the older ones are past their time and go from the listing
         await link.put_report("R9", "{}", '"R9"', 1000.0 + 3603, 3600)
         assert await link.recent_reports(10) == ['"R9"', '"R4"']
+    finally:
+        await link.stop()
+
+
+@pytest.mark.asyncio
+async def test_what_a_sibling_published_is_trusted_only_when_it_is_a_report(
+    redis_server: RedisServer,
+) -> None:
+    from turn_relay.shell.fleet import FleetReports
+
+    link = link_for(FakeRelay("a"), redis_server.url)
+    reports = FleetReports(link)
+    summary = {"id": "R1", "stored_at": 5.0, "source": "cli", "status": "ok", "verdict": "ok"}
+    good = json.dumps(summary | {"size": 9})
+    try:
+        await link.put_report("R1", '{"summary": ' + good + ', "report": {"a": 1}}', good, 5.0, 60)
+        await link.put_report("R2", "not json", "not json", 6.0, 60)
+        await link.put_report("R3", '{"summary": {"id": 3}, "report": {}}', '{"id": 3}', 7.0, 60)
+        await link.put_report("R4", '{"summary": [], "report": {}}', "[]", 8.0, 60)
+        found = await reports.fetch("R1")
+        assert found is not None and found.document == {"a": 1} and found.summary.size == 9
+        assert [await reports.fetch(ident) for ident in ("R2", "R3", "R4")] == [None] * 3
+        assert [s.id for s in await reports.recent(10)] == ["R1"]
     finally:
         await link.stop()

@@ -305,9 +305,11 @@ class FleetLink:
             pipe.set(self._key("report", report_id), body, ex=max(ttl_seconds, 1))
             pipe.zadd(index, {report_id: stored_at})
             pipe.hset(summaries, report_id, summary)
-            await pipe.execute()
-        stale = _names(await self._redis.zrangebyscore(index, "-inf", stored_at - ttl_seconds))
-        extra = await self._redis.zcard(index) - self.settings.max_reports
+            pipe.zrangebyscore(index, "-inf", stored_at - ttl_seconds)
+            pipe.zcard(index)
+            *_, expired, count = await pipe.execute()
+        stale = _names(expired)
+        extra = int(count) - self.settings.max_reports
         if extra > 0:
             stale += _names(await self._redis.zrange(index, 0, extra - 1))
         if stale:

@@ -220,7 +220,7 @@ class FleetReports:
         except _UNREACHABLE as exc:
             self._failed("listing reports", exc)
             return []
-        found = [_summary(text) for text in texts]
+        found = [_summary(_json(text)) for text in texts]
         return [summary for summary in found if summary is not None]
 
     def _failed(self, what: str, exc: BaseException) -> None:
@@ -231,11 +231,21 @@ class FleetReports:
             logger.warning("fleet: %s failed, this relay's reports only (Redis: %s)", what, exc)
 
 
-def _summary(text: str) -> ReportSummary | None:
+def _json(text: str) -> object:
     try:
-        data = json.loads(text)
+        found: object = json.loads(text)
+    except ValueError:
+        return None
+    return found
+
+
+def _summary(data: object) -> ReportSummary | None:
+    """A summary as published by a sibling, if it is one (nothing else is trusted)."""
+    if not isinstance(data, dict):
+        return None
+    try:
         summary = ReportSummary(**data)
-    except (ValueError, TypeError):
+    except TypeError:
         return None
     numbers_ok = isinstance(summary.stored_at, (int, float)) and isinstance(summary.size, int)
     text_ok = all(isinstance(v, str) for v in (summary.id, summary.source, summary.status))
@@ -243,13 +253,10 @@ def _summary(text: str) -> ReportSummary | None:
 
 
 def _stored_report(body: str) -> StoredReport | None:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
+    data = _json(body)
     if not isinstance(data, dict) or not isinstance(data.get("report"), dict):
         return None
-    summary = _summary(json.dumps(data.get("summary")))
+    summary = _summary(data.get("summary"))
     return None if summary is None else StoredReport(summary, data["report"])
 
 

@@ -110,8 +110,8 @@ async def start_api(
     config: TurnConfig,
     secrets: Callable[[], Secrets],
     metrics: Callable[[], str],
-    admin: AdminView | None = None,
-    observed: ObservedProvider | None = None,
+    admin: AdminView | None,
+    observed: ObservedProvider,
     *,
     report_share: ReportShare | None = None,
 ) -> web.AppRunner | None:
@@ -124,7 +124,7 @@ async def start_api(
         return None
     settings = ApiSettings.from_config(config)
     quiet_errors.install()
-    check = _check_views(config, observed or _nothing_observed, report_share)
+    check = _check_views(config, observed, report_share)
     app = create_app(settings, secrets, metrics, admin=admin, check=check)
     if check is not None:
         app.on_cleanup.append(lambda _: asyncio.to_thread(check.store.close))
@@ -151,11 +151,6 @@ async def start_api(
         "HTTP API on %s://%s:%d; GET /credentials hands out %s", scheme, host, api.port, urls
     )
     return runner
-
-
-async def _nothing_observed(test_id: str) -> list[dict[str, Any]]:
-    del test_id
-    return []
 
 
 def _check_views(
