@@ -67,6 +67,13 @@ def settled_fds(pid: int, target: int, within: float = 5.0) -> int:
     return fds
 
 
+def answered_as_a_client_asks(address: tuple[str, int], tries: int = 7) -> bool:
+    """A Binding sent the way a client sends one, retransmitted (RFC 8489 sends up to 7): right
+    after the flood the server's receive queue may still be full, and the kernel drops what
+    arrives meanwhile (one CI run lost its single try)."""
+    return any(udp_exchange(address, binding_request()) is not None for _ in range(tries))
+
+
 @pytest.mark.slow
 def test_udp_fuzz(tmp_path: Path) -> None:
     port = free_port_pair()
@@ -86,7 +93,7 @@ def test_udp_fuzz(tmp_path: Path) -> None:
                         while client.recv(65535):  # drop the answers
                             pass
         assert server.process.poll() is None
-        assert udp_exchange(address, binding_request()) is not None
+        assert answered_as_a_client_asks(address)
         fds_after, rss_after = process_state(server.process.pid)
         assert fds_after == fds_before
         assert rss_after - rss_before < 10 * 1024
