@@ -158,6 +158,10 @@ class GroupCall:
     def problems(self) -> list[str]:
         return self.outcome.problems(self.transport, RELAY_PORTS)
 
+    def grown(self) -> dict[str, float]:
+        """Every relay counter the call moved, by how much."""
+        return {name: self.grew(name) for name in sorted(self.after) if self.grew(name)}
+
     def explain(self, relay: MeshRelay, limit: int = 12) -> str:
         problems = self.problems()
         times = self.outcome.connect_times()
@@ -167,6 +171,8 @@ class GroupCall:
             *problems[:limit],
             f"pair connect times (ms): {times}",
             f"relay counters after: {challenge_counters(self.after)}",
+            f"relay counters that grew: {self.grown()}",
+            *self.outcome.link_states(),
             f"relay log tail:\n{relay.log_tail()}",
         ])  # fmt: skip
 

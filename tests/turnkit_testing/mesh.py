@@ -80,6 +80,16 @@ class MeshOutcome:
         errors: list[str] = self.reports.get(peer, {}).get("errors", [])
         return errors
 
+    def link_states(self) -> list[str]:
+        """One line per link that lacks its messages: what its page saw of it."""
+        return [
+            f"  {self._state(peer, remote)}; received {len(link['received'])}, sent "
+            f"{link['sent']}, done {link['doneMs']}"
+            for a, b in self.pairs()
+            for peer, remote in ((a, b), (b, a))
+            if (link := self.link(peer, remote)) is not None and link["doneMs"] is None
+        ]
+
     def _state(self, peer: str, remote: str) -> str:
         link = self.link(peer, remote)
         if link is None:
